@@ -1,0 +1,30 @@
+"""hf_music: the Music Transformer in the Hugging Face ecosystem.
+
+Importing the package registers the config, model and tokenizer with transformers' Auto
+classes, and marks them for ``save_pretrained`` to write ``auto_map`` and copy their code
+into checkpoints (so that ``trust_remote_code=True`` loads them without hf_music).
+"""
+
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from .configuration_music_transformer import PRESETS, MusicTransformerConfig
+from .modeling_music_transformer import MusicTransformerForCausalLM
+from .tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
+
+__version__ = "0.1.0"
+
+AutoConfig.register(MusicTransformerConfig.model_type, MusicTransformerConfig, exist_ok=True)
+AutoModelForCausalLM.register(MusicTransformerConfig, MusicTransformerForCausalLM, exist_ok=True)
+AutoTokenizer.register(MusicTransformerConfig, slow_tokenizer_class=MidiTokenizer, exist_ok=True)
+MusicTransformerConfig.register_for_auto_class()
+MusicTransformerForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+MidiTokenizer.register_for_auto_class("AutoTokenizer")
+
+__all__ = [
+    "PRESETS",
+    "MidiReadError",
+    "MidiTokenizer",
+    "MusicTransformerConfig",
+    "MusicTransformerForCausalLM",
+    "PerformanceNotes",
+]
