@@ -8,7 +8,9 @@ into checkpoints (so that ``trust_remote_code=True`` loads them without hf_music
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .configuration_music_transformer import PRESETS, MusicTransformerConfig
+from .generation import PerformanceGrammarLogitsProcessor, generate_ids, generate_midi
 from .modeling_music_transformer import MusicTransformerForCausalLM
+from .resources import bundled_prompts, load_default_model
 from .tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
 
 __version__ = "0.1.0"
@@ -26,5 +28,10 @@ __all__ = [
     "MidiTokenizer",
     "MusicTransformerConfig",
     "MusicTransformerForCausalLM",
+    "PerformanceGrammarLogitsProcessor",
     "PerformanceNotes",
+    "bundled_prompts",
+    "generate_ids",
+    "generate_midi",
+    "load_default_model",
 ]

@@ -11,3 +11,20 @@ PROMPTS_DIR = ASSETS / "prompts"
 def bundled_prompts() -> dict[str, Path]:
     """Name -> path of the bundled MIDI prompts (see assets/prompts/README.md for attribution)."""
     return {path.stem: path for path in sorted(PROMPTS_DIR.glob("*.mid"))}
+
+
+DEFAULT_MODEL_DIR = ASSETS / "default_model"
+
+
+def load_default_model(device=None):
+    """(model, tokenizer) of the checkpoint embedded in the package, loaded offline."""
+    from .modeling_music_transformer import MusicTransformerForCausalLM
+    from .tokenization_music_transformer import MidiTokenizer
+
+    if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no embedded default model at {DEFAULT_MODEL_DIR}; pass a model folder or Hub id instead"
+        )
+    model = MusicTransformerForCausalLM.from_pretrained(DEFAULT_MODEL_DIR, use_safetensors=True)
+    tokenizer = MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR)
+    return (model.to(device) if device else model).eval(), tokenizer

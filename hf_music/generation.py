@@ -1,0 +1,314 @@
+"""Sampling music: `generate_midi`, the grammar-aware LogitsProcessor and the sliding window.
+
+Generation runs through ``model.generate`` (KV cache, transformers' temperature / top-k /
+top-p / min-p warpers). Pieces longer than the model's context continue with a sliding
+window: the most recent half of the context re-primes the model, and the grammar state
+(which pitches are sounding) is carried over from the whole history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+from transformers.generation.streamers import BaseStreamer
+
+from .tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
+
+
+def sounding_pitches(ids, tokenizer: MidiTokenizer) -> np.ndarray:
+    """Boolean mask of the 128 pitches still sounding after the id sequence (decoder's rules)."""
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    is_on = (ids >= tokenizer.note_on_offset) & (ids < tokenizer.note_off_offset)
+    is_off = (ids >= tokenizer.note_off_offset) & (ids < tokenizer.time_shift_offset)
+    events = np.flatnonzero(is_on | is_off)
+    pitch = (ids[events] - tokenizer.note_on_offset) % NUM_PITCHES
+    sounding = np.zeros(NUM_PITCHES, bool)
+    # The last event of each pitch decides: first occurrences in the reversed sequence.
+    pitches, last_from_end = np.unique(pitch[::-1], return_index=True)
+    sounding[pitches] = is_on[events][::-1][last_from_end]
+    return sounding
+
+
+def grammar_violations(ids, tokenizer: MidiTokenizer) -> int:
+    """Number of ill-formed events: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch,
+    and <pad>/<bos> after the first token. The decoder tolerates them; a good model avoids them."""
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    is_on = (ids >= tokenizer.note_on_offset) & (ids < tokenizer.note_off_offset)
+    is_off = (ids >= tokenizer.note_off_offset) & (ids < tokenizer.time_shift_offset)
+    events = np.flatnonzero(is_on | is_off)
+    pitch = (ids[events] - tokenizer.note_on_offset) % NUM_PITCHES
+    order = np.lexsort((events, pitch))
+    pitch, on = pitch[order], is_on[events][order]
+    first_of_pitch = np.r_[True, pitch[1:] != pitch[:-1]]
+    previous_on = np.r_[False, on[:-1]] & ~first_of_pitch
+    bad_events = int(np.count_nonzero(on & previous_on) + np.count_nonzero(~on & ~previous_on))
+    misplaced = np.isin(ids[1:], [tokenizer.pad_token_id, tokenizer.bos_token_id])
+    return bad_events + int(np.count_nonzero(misplaced))
+
+
+class PerformanceGrammarLogitsProcessor(LogitsProcessor):
+    """Masks events that make no sense given the pitches sounding now.
+
+    Forbids NOTE_OFF of a silent pitch and NOTE_ON of a sounding pitch, every NOTE_ON once
+    ``max_polyphony`` pitches sound, <pad> and <bos> always, and <eos> unless ``allow_eos``.
+    The state of each row starts from ``history`` (full id rows, for a sliding window) or from
+    the first ``input_ids`` it sees, and is then updated with one token per step.
+    """
+
+    def __init__(
+        self,
+        tokenizer: MidiTokenizer,
+        max_polyphony: int | None = 16,
+        allow_eos: bool = False,
+        history: list[list[int]] | None = None,
+    ):
+        self.tok = tokenizer
+        self.max_polyphony = max_polyphony
+        self.allow_eos = allow_eos
+        self.history = history
+        self.sounding: torch.Tensor | None = None
+        self.seen = 0
+
+    def _start(self, input_ids: torch.LongTensor) -> None:
+        rows = self.history if self.history is not None else input_ids.tolist()
+        if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
+            rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
+        state = np.stack([sounding_pitches(row, self.tok) for row in rows])
+        self.sounding = torch.from_numpy(state).to(input_ids.device)
+        self.seen = input_ids.shape[1]
+
+    def _update(self, token: torch.LongTensor) -> None:
+        tok = self.tok
+        is_on = (token >= tok.note_on_offset) & (token < tok.note_off_offset)
+        is_off = (token >= tok.note_off_offset) & (token < tok.time_shift_offset)
+        pitch = ((token - tok.note_on_offset) % NUM_PITCHES).clamp(0, NUM_PITCHES - 1)
+        rows = torch.arange(token.shape[0], device=token.device)
+        current = self.sounding[rows, pitch]
+        self.sounding[rows, pitch] = torch.where(is_on, True, torch.where(is_off, False, current))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.sounding is None:
+            self._start(input_ids)
+        else:
+            for column in range(self.seen, input_ids.shape[1]):
+                self._update(input_ids[:, column])
+            self.seen = input_ids.shape[1]
+        tok = self.tok
+        blocked = torch.zeros_like(scores, dtype=torch.bool)
+        blocked[:, tok.note_on_offset : tok.note_off_offset] = self.sounding
+        blocked[:, tok.note_off_offset : tok.time_shift_offset] = ~self.sounding
+        if self.max_polyphony is not None:
+            full = self.sounding.sum(dim=1) >= self.max_polyphony
+            blocked[:, tok.note_on_offset : tok.note_off_offset] |= full[:, None]
+        blocked[:, [tok.pad_token_id, tok.bos_token_id]] = True
+        if not self.allow_eos:
+            blocked[:, tok.eos_token_id] = True
+        return scores.masked_fill(blocked, float("-inf"))
+
+
+class _ProgressStreamer(BaseStreamer):
+    """Advances a tqdm bar by one step per generated token (the first put is the prompt)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.prompt_seen = False
+
+    def put(self, value):
+        if self.prompt_seen:
+            self.bar.update(1)
+        self.prompt_seen = True
+
+    def end(self):
+        self.prompt_seen = False
+
+
+def prompt_to_ids(prompt, tokenizer: MidiTokenizer, prompt_seconds: float | None = None) -> list[int]:
+    """A prompt (None, MIDI path, bytes, Score or ids) as ids starting with <bos>, without <eos>.
+
+    ``prompt_seconds`` keeps only the notes of a MIDI prompt that start before that time.
+    """
+    if prompt is None:
+        ids = []
+    elif isinstance(prompt, torch.Tensor | np.ndarray):
+        ids = [
+            int(i) for i in np.asarray(prompt.cpu() if isinstance(prompt, torch.Tensor) else prompt).ravel()
+        ]
+    elif isinstance(prompt, list | tuple) and all(isinstance(i, int | np.integer) for i in prompt):
+        ids = [int(i) for i in prompt]
+    else:
+        notes = tokenizer.midi_to_notes(prompt)
+        if prompt_seconds is not None:
+            keep = notes.onset < prompt_seconds
+            notes = PerformanceNotes(
+                notes.onset[keep],
+                np.minimum(notes.offset[keep], prompt_seconds),
+                notes.pitch[keep],
+                notes.velocity[keep],
+            )
+        ids = tokenizer.encode_notes(notes, add_special_tokens=False).tolist()
+    while ids and ids[-1] in (tokenizer.eos_token_id, tokenizer.pad_token_id):
+        ids.pop()
+    if not ids or ids[0] != tokenizer.bos_token_id:
+        ids.insert(0, tokenizer.bos_token_id)
+    return ids
+
+
+@torch.inference_mode()
+def generate_ids(
+    model,
+    tokenizer: MidiTokenizer,
+    prompt=None,
+    prompt_seconds: float | None = None,
+    max_new_tokens: int = 1024,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    seed: int | None = None,
+    num_return_sequences: int = 1,
+    constrained: bool = True,
+    max_polyphony: int | None = 16,
+    stop_at_eos: bool = False,
+    progress: bool = False,
+) -> list[list[int]]:
+    """Sample token ids (prompt included), one list per sequence. See `generate_midi`."""
+    if not temperature > 0:
+        raise ValueError(
+            f"temperature must be > 0, got {temperature} (use a small value such as 0.1 for near-greedy)"
+        )
+    if max_new_tokens < 1 or num_return_sequences < 1:
+        raise ValueError("max_new_tokens and num_return_sequences must be >= 1")
+    context = model.config.n_positions
+    prompt_ids = prompt_to_ids(prompt, tokenizer, prompt_seconds)
+    rows = [list(prompt_ids) for _ in range(num_return_sequences)]
+    target = len(rows[0]) + max_new_tokens
+    device = next(model.parameters()).device
+    finished = [False] * num_return_sequences
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_new_tokens, unit="tok", desc="generating")
+    was_training = model.training
+    model.eval()
+    rng_devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            while len(rows[0]) < target and not all(finished):
+                # Re-prime on the most recent half of the context once the context is full.
+                keep = len(rows[0]) if len(rows[0]) < context else context // 2
+                window = torch.tensor([row[-keep:] for row in rows], device=device)
+                steps = min(target - len(rows[0]), context - keep)
+                processors = LogitsProcessorList()
+                if constrained:
+                    processors.append(
+                        PerformanceGrammarLogitsProcessor(
+                            tokenizer, max_polyphony=max_polyphony, allow_eos=stop_at_eos, history=rows
+                        )
+                    )
+                out = model.generate(
+                    window,
+                    attention_mask=torch.ones_like(window),
+                    max_new_tokens=steps,
+                    min_new_tokens=0 if stop_at_eos else steps,
+                    do_sample=True,
+                    temperature=float(temperature),
+                    top_k=int(top_k or 0),
+                    top_p=float(top_p if top_p is not None else 1.0),
+                    min_p=min_p,
+                    logits_processor=processors,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    streamer=_ProgressStreamer(bar) if bar is not None else None,
+                )
+                new = out[:, window.shape[1] :].tolist()
+                for i, tokens in enumerate(new):
+                    if finished[i]:
+                        tokens = [tokenizer.pad_token_id] * len(tokens)
+                    elif tokenizer.eos_token_id in tokens:
+                        finished[i] = True
+                    rows[i].extend(tokens)
+    finally:
+        if bar is not None:
+            bar.close()
+        model.train(was_training)
+    # Cut each row after its <eos> (rows that finished early were padded to keep the batch aligned).
+    result = []
+    for row in rows:
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id) + 1]
+        result.append(row[:target])
+    return result
+
+
+def generate_midi(
+    model=None,
+    tokenizer: MidiTokenizer | None = None,
+    prompt=None,
+    prompt_seconds: float | None = None,
+    max_new_tokens: int = 1024,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+    seed: int | None = None,
+    num_return_sequences: int = 1,
+    constrained: bool = True,
+    max_polyphony: int | None = 16,
+    stop_at_eos: bool = False,
+    progress: bool = False,
+):
+    """Sample music and return ``symusic.Score`` objects (a list when ``num_return_sequences > 1``).
+
+    Args:
+        model, tokenizer: a Music Transformer and its MidiTokenizer (``None`` loads the
+            embedded default model).
+        prompt: None, a MIDI path, bytes, a ``symusic.Score`` or token ids; the output continues it.
+        prompt_seconds: keep only the first seconds of a MIDI prompt.
+        max_new_tokens: events to add; beyond the model's context a sliding window keeps going.
+        temperature, top_k, top_p, min_p: sampling controls (temperature must be > 0).
+        seed: a fixed seed gives identical output (the global RNG is left untouched).
+        constrained: grammar-aware sampling (`PerformanceGrammarLogitsProcessor`).
+        max_polyphony: with ``constrained``, at most this many pitches sound at once.
+        stop_at_eos: stop a sequence at <eos>; by default <eos> is masked so every piece has
+            the requested length.
+        progress: show a tqdm progress bar.
+    """
+    if model is None or tokenizer is None:
+        from .resources import load_default_model
+
+        default_model, default_tokenizer = load_default_model()
+        model = model if model is not None else default_model
+        tokenizer = tokenizer if tokenizer is not None else default_tokenizer
+    rows = generate_ids(
+        model,
+        tokenizer,
+        prompt=prompt,
+        prompt_seconds=prompt_seconds,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        seed=seed,
+        num_return_sequences=num_return_sequences,
+        constrained=constrained,
+        max_polyphony=max_polyphony,
+        stop_at_eos=stop_at_eos,
+        progress=progress,
+    )
+    scores = [tokenizer.decode_midi(row) for row in rows]
+    return scores if num_return_sequences > 1 else scores[0]
+
+
+__all__ = [
+    "PerformanceGrammarLogitsProcessor",
+    "generate_ids",
+    "generate_midi",
+    "grammar_violations",
+    "prompt_to_ids",
+    "sounding_pitches",
+]

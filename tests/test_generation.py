@@ -1,0 +1,187 @@
+"""generate_midi / generate_ids: determinism, temperature, prompts, sliding window, grammar."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import symusic
+import torch
+
+from hf_music import (
+    MidiTokenizer,
+    MusicTransformerConfig,
+    MusicTransformerForCausalLM,
+    PerformanceGrammarLogitsProcessor,
+    bundled_prompts,
+    generate_ids,
+    generate_midi,
+)
+from hf_music.generation import grammar_violations, prompt_to_ids, sounding_pitches
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model():
+    # A larger init than GPT-2's 0.02 gives peaked, input-dependent distributions, so
+    # sampling controls have a visible effect on an untrained model.
+    torch.manual_seed(0)
+    config = MusicTransformerConfig.from_preset("tiny", n_positions=128, initializer_range=0.2)
+    return MusicTransformerForCausalLM(config).eval()
+
+
+def token_entropy(rows) -> float:
+    ids = np.concatenate([row[1:] for row in rows])
+    counts = np.bincount(ids, minlength=391)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def test_fixed_seed_gives_identical_output_and_leaves_global_rng(model, tokenizer):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = generate_ids(model, tokenizer, max_new_tokens=60, seed=7)
+    b = generate_ids(model, tokenizer, max_new_tokens=60, seed=7)
+    c = generate_ids(model, tokenizer, max_new_tokens=60, seed=8)
+    assert a == b
+    assert a != c
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_higher_temperature_gives_higher_entropy(model, tokenizer):
+    entropies = [
+        token_entropy(
+            generate_ids(model, tokenizer, max_new_tokens=100, temperature=t, seed=0, num_return_sequences=4)
+        )
+        for t in (0.3, 1.0, 2.0)
+    ]
+    assert entropies[0] + 0.3 < entropies[1] < entropies[2] - 0.3, entropies
+
+
+def test_temperature_must_be_positive(model, tokenizer):
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            generate_midi(model, tokenizer, max_new_tokens=4, temperature=bad)
+
+
+def test_samples_decode_to_valid_midi_files(model, tokenizer, tmp_path):
+    scores = generate_midi(
+        model, tokenizer, max_new_tokens=150, num_return_sequences=3, seed=1, top_k=50, top_p=0.95
+    )
+    assert isinstance(scores, list) and len(scores) == 3
+    for i, score in enumerate(scores):
+        path = tmp_path / f"{i}.mid"
+        score.dump_midi(str(path))
+        reread = symusic.Score(str(path))
+        assert reread.note_num() == score.note_num() > 0
+    single = generate_midi(model, tokenizer, max_new_tokens=20, seed=1, min_p=0.05)
+    assert isinstance(single, symusic.core.ScoreTick)
+
+
+def test_prompt_continuation_keeps_the_prompt(model, tokenizer):
+    prompt = bundled_prompts()["scarlatti_sonata_k525"]
+    prompt_ids = prompt_to_ids(prompt, tokenizer, prompt_seconds=5.0)
+    out = generate_ids(model, tokenizer, prompt=prompt, prompt_seconds=5.0, max_new_tokens=80, seed=0)[0]
+    assert out[: len(prompt_ids)] == prompt_ids
+    assert len(out) == len(prompt_ids) + 80
+    prompt_notes = tokenizer.ids_to_notes(prompt_ids)
+    assert 4.0 < prompt_notes.onset.max() <= 5.0  # rounded to the 10 ms grid
+    end = prompt_notes.offset.max()
+    out_notes = tokenizer.ids_to_notes(out)
+    early = out_notes.onset < end
+    for field in ("onset", "offset", "pitch", "velocity"):
+        np.testing.assert_array_equal(getattr(out_notes, field)[early], getattr(prompt_notes, field))
+    # prompts given as ids and as a Score continue the same way
+    same = generate_ids(model, tokenizer, prompt=prompt_ids, max_new_tokens=80, seed=0)[0]
+    assert same == out
+
+
+def test_sliding_window_goes_past_the_context(model, tokenizer):
+    context = model.config.n_positions  # 128
+    rows = generate_ids(model, tokenizer, max_new_tokens=3 * context, seed=3, num_return_sequences=2)
+    assert [len(r) for r in rows] == [1 + 3 * context] * 2
+    assert all(grammar_violations(r, tokenizer) == 0 for r in rows)  # state carried across windows
+    notes = tokenizer.ids_to_notes(rows[0])
+    assert len(notes) > 0
+
+
+def test_grammar_constraint_removes_ill_formed_events(model, tokenizer):
+    free = generate_ids(
+        model, tokenizer, max_new_tokens=200, seed=5, constrained=False, num_return_sequences=2
+    )
+    constrained = generate_ids(model, tokenizer, max_new_tokens=200, seed=5, num_return_sequences=2)
+    assert sum(grammar_violations(r, tokenizer) for r in free) > 10
+    assert sum(grammar_violations(r, tokenizer) for r in constrained) == 0
+
+
+def test_grammar_processor_masks(tokenizer):
+    history = [
+        tokenizer.convert_tokens_to_ids(["<bos>", "NOTE_ON_60", "NOTE_ON_64", "TIME_SHIFT_5", "NOTE_OFF_64"])
+    ]
+    assert np.flatnonzero(sounding_pitches(history[0], tokenizer)).tolist() == [60]
+    processor = PerformanceGrammarLogitsProcessor(tokenizer, max_polyphony=None, history=history)
+    scores = processor(torch.tensor(history), torch.zeros(1, tokenizer.vocab_size))[0]
+    blocked = {
+        tokenizer.convert_ids_to_tokens(i) for i in torch.nonzero(torch.isinf(scores)).ravel().tolist()
+    }
+    assert "NOTE_ON_60" in blocked and "NOTE_OFF_60" not in blocked
+    assert "NOTE_OFF_64" in blocked and "NOTE_ON_64" not in blocked
+    assert {"<pad>", "<bos>", "<eos>"} <= blocked
+    assert not any(t.startswith(("TIME_SHIFT", "VELOCITY")) for t in blocked)
+    # a new token updates the state incrementally; a polyphony cap of 1 forbids every NOTE_ON
+    capped = PerformanceGrammarLogitsProcessor(tokenizer, max_polyphony=1, allow_eos=True, history=history)
+    ids = torch.tensor(history)
+    capped(ids, torch.zeros(1, tokenizer.vocab_size))
+    ids = torch.cat([ids, torch.tensor([[tokenizer.convert_tokens_to_ids("NOTE_OFF_60")]])], dim=1)
+    scores = capped(ids, torch.zeros(1, tokenizer.vocab_size))[0]
+    assert not torch.isinf(scores[tokenizer.convert_tokens_to_ids("NOTE_ON_61")])  # nothing sounds now
+    assert not torch.isinf(scores[tokenizer.eos_token_id])
+
+
+def test_grammar_violations_counts(tokenizer):
+    ids = tokenizer.convert_tokens_to_ids(
+        ["<bos>", "NOTE_OFF_50", "NOTE_ON_60", "NOTE_ON_60", "NOTE_OFF_60", "NOTE_OFF_60", "<pad>"]
+    )
+    assert grammar_violations(ids, tokenizer) == 4  # orphan off 50, double on 60, double off 60, pad
+
+
+def test_stop_at_eos_ends_sequences(model, tokenizer):
+    eos_model = MusicTransformerForCausalLM(model.config).eval()  # its own copy: the hook stays on it
+    bias = torch.zeros(tokenizer.vocab_size)
+    bias[tokenizer.eos_token_id] = 50.0
+    eos_model.lm_head.register_forward_hook(lambda module, args, output: output + bias)
+    rows = generate_ids(eos_model, tokenizer, max_new_tokens=50, seed=0, stop_at_eos=True, constrained=False)
+    assert rows[0][-1] == tokenizer.eos_token_id and len(rows[0]) < 51
+    rows = generate_ids(eos_model, tokenizer, max_new_tokens=50, seed=0)  # <eos> masked by default
+    assert len(rows[0]) == 51 and tokenizer.eos_token_id not in rows[0]
+
+
+def test_generate_script_writes_midi(tmp_path, model, tokenizer):
+    folder = tmp_path / "ckpt"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    out = tmp_path / "piece.mid"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "generate.py"),
+            "--model",
+            str(folder),
+            "--out",
+            str(out),
+            *"--num 2 --max_new_tokens 40 --seed 0 --temperature 0.9 --top_k 20 --prompt_seconds 3".split(),
+            "--prompt",
+            "bach_prelude_fugue_f_sharp_major_bwv858",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for name in ("piece_1.mid", "piece_2.mid"):
+        assert MidiTokenizer().encode_midi(tmp_path / name)
+    assert "tokens/s" in result.stdout

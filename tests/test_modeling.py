@@ -1,0 +1,158 @@
+"""Config, model, Auto registration, safetensors-only checkpoints, loading without hf_music."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from hf_music import MidiTokenizer, MusicTransformerConfig, MusicTransformerForCausalLM
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random model saved with save_pretrained, tokenizer included."""
+    folder = tmp_path_factory.mktemp("checkpoint")
+    torch.manual_seed(0)
+    model = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=256))
+    model.save_pretrained(folder)
+    MidiTokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_config_defaults_match_tokenizer(tokenizer):
+    config = MusicTransformerConfig()
+    assert isinstance(config, GPT2Config)
+    assert config.model_type == "music_transformer"
+    assert config.vocab_size == tokenizer.vocab_size == 391
+    assert config.n_positions == 2048
+    assert (config.pad_token_id, config.bos_token_id, config.eos_token_id) == (
+        tokenizer.pad_token_id,
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("preset", "low", "high"), [("tiny", 0.8e6, 1.5e6), ("small", 15e6, 25e6), ("base", 70e6, 90e6)]
+)
+def test_presets_have_their_sizes(preset, low, high):
+    with torch.device("meta"):  # sizes without allocating the weights
+        model = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset(preset))
+    assert low <= count_parameters(model) <= high
+
+
+def test_preset_errors_and_overrides():
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        MusicTransformerConfig.from_preset("huge")
+    config = MusicTransformerConfig.from_preset("tiny", n_positions=512)
+    assert (config.n_embd, config.n_positions) == (128, 512)
+
+
+def test_model_is_gpt2_with_sdpa_and_forward_loss(checkpoint):
+    model = MusicTransformerForCausalLM.from_pretrained(checkpoint)
+    assert isinstance(model, GPT2LMHeadModel)
+    assert model.config._attn_implementation == "sdpa"
+    ids = torch.randint(3, 391, (2, 32))
+    out = model(input_ids=ids, labels=ids)
+    assert out.logits.shape == (2, 32, 391)
+    assert 5.0 < out.loss.item() < 7.0  # about ln(391) = 5.97 for random weights
+
+
+def test_auto_classes_after_import(checkpoint):
+    assert isinstance(AutoConfig.from_pretrained(checkpoint), MusicTransformerConfig)
+    assert isinstance(AutoModelForCausalLM.from_pretrained(checkpoint), MusicTransformerForCausalLM)
+    assert isinstance(AutoTokenizer.from_pretrained(checkpoint), MidiTokenizer)
+    assert isinstance(AutoConfig.for_model("music_transformer"), MusicTransformerConfig)
+
+
+def test_checkpoint_is_safetensors_with_code_and_auto_map(checkpoint):
+    files = set(os.listdir(checkpoint))
+    assert "model.safetensors" in files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
+    assert {
+        "configuration_music_transformer.py",
+        "modeling_music_transformer.py",
+        "tokenization_music_transformer.py",
+    } <= files
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_music_transformer.MusicTransformerConfig",
+        "AutoModelForCausalLM": "modeling_music_transformer.MusicTransformerForCausalLM",
+    }
+    tok_config = json.loads((checkpoint / "tokenizer_config.json").read_text())
+    assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_music_transformer.MidiTokenizer"
+
+
+def test_generation_config_defaults(checkpoint):
+    gen = json.loads((checkpoint / "generation_config.json").read_text())
+    assert gen["do_sample"] is True
+    assert gen["temperature"] == 1.0 and gen["top_k"] == 0 and gen["top_p"] == 1.0
+    assert gen["max_new_tokens"] == 1024
+    assert (gen["pad_token_id"], gen["bos_token_id"], gen["eos_token_id"]) == (0, 1, 2)
+
+
+LOAD_WITHOUT_HF_MUSIC = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockHfMusic(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "hf_music" or name.startswith("hf_music."):
+                raise ImportError("hf_music is blocked in this process")
+
+    sys.meta_path.insert(0, BlockHfMusic())
+    try:
+        import hf_music  # noqa: F401
+        raise SystemExit("hf_music was importable")
+    except ImportError:
+        pass
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, out = sys.argv[1], sys.argv[2]
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, use_safetensors=True)
+    torch.manual_seed(0)
+    ids = model.generate(torch.tensor([[tokenizer.bos_token_id]]), max_new_tokens=64)
+    tokenizer.write_midi(ids[0], out)
+    print(type(config).__module__, type(model).__name__, type(tokenizer).__name__, len(ids[0]))
+    """
+)
+
+
+def run_without_hf_music(folder, out_file):
+    """Load a checkpoint folder in a fresh process that cannot import hf_music; returns stdout."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_HF_MUSIC, str(folder), str(out_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,  # not the repository root, so the source tree is not on sys.path either
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_fresh_process_without_hf_music_loads_and_generates(checkpoint, tmp_path, tokenizer):
+    out_file = tmp_path / "generated.mid"
+    stdout = run_without_hf_music(checkpoint, out_file)
+    module, model_name, tokenizer_name, length = stdout.split()
+    assert module.startswith("transformers_modules.")
+    assert (model_name, tokenizer_name, int(length)) == ("MusicTransformerForCausalLM", "MidiTokenizer", 65)
+    assert out_file.stat().st_size > 0
+    tokenizer.encode_midi(out_file)  # a valid MIDI file
