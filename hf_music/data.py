@@ -1,0 +1,556 @@
+"""Datasets for training: MAESTRO with its own splits, any folder of MIDI files, tokenization,
+training blocks and augmentation. Everything returns real `datasets` objects.
+
+    ds = load_maestro("~/maestro-v3.0.0")              # or the official zip, a URL, or None
+    ds = tokenize_dataset(ds, MidiTokenizer())          # adds input_ids, skips and lists bad files
+    train = group_into_blocks(ds["train"], 2048, mode="random_crop", tokenizer=tok, epoch=0,
+                              augmentation=Augmentation())
+    val = group_into_blocks(ds["validation"], 2048)     # run_clm-style contiguous blocks
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from datasets import (
+    Dataset,
+    DatasetDict,
+    Features,
+    IterableDataset,
+    IterableDatasetDict,
+    List,
+    Value,
+)
+
+from .tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
+
+logger = logging.getLogger(__name__)
+
+MAESTRO_URLS = {
+    "v3.0.0": "https://storage.googleapis.com/magentadata/datasets/maestro/v3.0.0/maestro-v3.0.0-midi.zip",
+    "v2.0.0": "https://storage.googleapis.com/magentadata/datasets/maestro/v2.0.0/maestro-v2.0.0-midi.zip",
+}
+MAESTRO_SPLITS = ("train", "validation", "test")
+MAESTRO_FEATURES = Features(
+    {
+        "canonical_composer": Value("string"),
+        "canonical_title": Value("string"),
+        "split": Value("string"),
+        "year": Value("int32"),
+        "midi_filename": Value("string"),
+        "duration": Value("float64"),
+        "midi": Value("binary"),
+    }
+)
+FOLDER_FEATURES = Features({"midi_filename": Value("string"), "midi": Value("binary")})
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+# ---------------------------------------------------------------------------- sources
+def cache_dir() -> Path:
+    """Where downloads go: $HF_MUSIC_CACHE, else the Hugging Face cache's hf_music folder."""
+    default = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hf_music"
+    return Path(os.environ.get("HF_MUSIC_CACHE", default))
+
+
+def download(url: str, sha256: str | None = None, cache: Path | None = None) -> Path:
+    """Fetch a URL (http(s) or file://) into the cache once; verify sha256 when given, and a zip's CRCs.
+
+    The file is written to a temporary name and renamed when complete, so an interrupted
+    download is never mistaken for a cached one.
+    """
+    cache = Path(cache or cache_dir())
+    cache.mkdir(parents=True, exist_ok=True)
+    name = Path(urllib.parse.urlparse(url).path).name or "download"
+    target = cache / name
+    if not target.exists():
+        logger.info("downloading %s to %s", url, target)
+        with tempfile.NamedTemporaryFile(dir=cache, delete=False, suffix=".part") as tmp:
+            try:
+                with urllib.request.urlopen(url) as response:
+                    shutil.copyfileobj(response, tmp)
+            except Exception:
+                os.unlink(tmp.name)
+                raise
+        os.replace(tmp.name, target)
+    if sha256 is not None:
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise ValueError(
+                f"{target}: sha256 {digest} does not match the expected {sha256}; delete it and retry"
+            )
+    if target.suffix == ".zip":
+        try:
+            with zipfile.ZipFile(target) as archive:
+                broken = archive.testzip()
+        except zipfile.BadZipFile as err:
+            raise ValueError(
+                f"{target} (from {url}) is not a valid zip file: {err}; delete it and retry"
+            ) from err
+        if broken is not None:
+            raise ValueError(f"{target} (from {url}) is corrupt: CRC error in {broken}; delete it and retry")
+    return target
+
+
+class _MidiSource:
+    """Reads MAESTRO metadata and MIDI bytes from an extracted folder or a zip archive."""
+
+    def __init__(self, location: Path):
+        self.location = location
+        self.archive = zipfile.ZipFile(location) if location.suffix == ".zip" else None
+        if self.archive is not None:
+            names = self.archive.namelist()
+            # The official zip has everything below one folder (maestro-v3.0.0/...).
+            tops = {n.split("/", 1)[0] for n in names if "/" in n}
+            self.prefix = f"{tops.pop()}/" if len(tops) == 1 else ""
+            self.members = set(names)
+
+    def describe(self) -> str:
+        return f"{self.location}" + (f" (inside the zip, under '{self.prefix}')" if self.archive else "")
+
+    def exists(self, relative: str) -> bool:
+        if self.archive is not None:
+            return self.prefix + relative in self.members
+        return (self.location / relative).is_file()
+
+    def read(self, relative: str) -> bytes:
+        if self.archive is not None:
+            return self.archive.read(self.prefix + relative)
+        return (self.location / relative).read_bytes()
+
+
+def _resolve_source(source, version: str) -> Path:
+    if source is None:
+        return download(MAESTRO_URLS[version])
+    text = os.fspath(source)
+    if "://" in text:
+        return download(text)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"MAESTRO source {path} does not exist (give a folder, the -midi.zip, a URL or None)"
+        )
+    return path
+
+
+def read_maestro_metadata(source: _MidiSource, version: str) -> list[dict]:
+    """Rows of MAESTRO's metadata: v3's column-oriented .json (or .csv), v2's list-of-rows .json."""
+    for name in (f"maestro-{version}.json", f"maestro-{version}.csv"):
+        if source.exists(name):
+            raw = source.read(name)
+            break
+    else:
+        raise FileNotFoundError(f"no maestro-{version}.json or .csv in {source.describe()}")
+    if name.endswith(".csv"):
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    else:
+        data = json.loads(raw)
+        if isinstance(data, dict):  # v3: {"column": {"0": value, ...}, ...}
+            columns = list(data)
+            keys = sorted(data[columns[0]], key=int)
+            rows = [{c: data[c][k] for c in columns} for k in keys]
+        else:  # v2: [{"column": value, ...}, ...]
+            rows = data
+    return [
+        {
+            "canonical_composer": str(row["canonical_composer"]),
+            "canonical_title": str(row["canonical_title"]),
+            "split": str(row["split"]),
+            "year": int(row["year"]),
+            "midi_filename": str(row["midi_filename"]),
+            "duration": float(row["duration"]),
+        }
+        for row in rows
+    ]
+
+
+def _maestro_rows(location: str, rows: list[dict], stamp: str = ""):
+    source = _MidiSource(Path(location))
+    for row in rows:
+        yield {**row, "midi": source.read(row["midi_filename"])}
+
+
+def _folder_rows(root: str, files: list[str], stamp: str = ""):
+    for relative in files:
+        yield {"midi_filename": relative, "midi": (Path(root) / relative).read_bytes()}
+
+
+def _stamp(paths) -> str:
+    """Sizes and modification times: part of the cache fingerprint, so edited files are re-read."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
+
+
+def _from_rows(generator, gen_kwargs, features, streaming, num_proc):
+    # List-valued gen_kwargs are sharded by datasets: one shard per file when streaming.
+    if streaming:
+        # One shard per file list element: split_dataset_by_node hands each process its own.
+        return IterableDataset.from_generator(generator, features=features, gen_kwargs=gen_kwargs)
+    return Dataset.from_generator(generator, features=features, gen_kwargs=gen_kwargs, num_proc=num_proc)
+
+
+def load_maestro(
+    source=None,
+    version: str = "v3.0.0",
+    num_proc: int | None = None,
+    allow_missing: bool = False,
+    streaming: bool = False,
+) -> DatasetDict | IterableDatasetDict:
+    """MAESTRO as a DatasetDict with MAESTRO's own train / validation / test splits.
+
+    Args:
+        source: an extracted MAESTRO folder, the official ``maestro-<version>-midi.zip`` (a
+            local path or a URL, ``file://`` included), or None for the official download
+            (cached under ``cache_dir()``, zip CRCs checked).
+        version: "v3.0.0" (metadata .json or .csv) or "v2.0.0" (.json).
+        allow_missing: load the files that exist when some listed in the metadata are
+            missing (they are counted in a warning); by default that is an error.
+        streaming: an IterableDatasetDict that reads files lazily, one shard per file.
+    Columns: canonical_composer, canonical_title, split, year, midi_filename, duration, midi (bytes).
+    """
+    location = _resolve_source(source, version)
+    midi_source = _MidiSource(location)
+    rows = read_maestro_metadata(midi_source, version)
+    missing = [row["midi_filename"] for row in rows if not midi_source.exists(row["midi_filename"])]
+    if missing:
+        message = (
+            f"{len(missing)} of {len(rows)} MIDI files listed in maestro-{version} metadata are missing "
+            f"under {midi_source.describe()} (first: {missing[0]})"
+        )
+        if not allow_missing:
+            raise FileNotFoundError(message + "; pass allow_missing=True to load the files that exist")
+        logger.warning("%s; loading the %d that exist", message, len(rows) - len(missing))
+        missing_set = set(missing)
+        rows = [row for row in rows if row["midi_filename"] not in missing_set]
+    splits = {}
+    for split in MAESTRO_SPLITS:
+        split_rows = [row for row in rows if row["split"] == split]
+        if not split_rows:
+            continue
+        splits[split] = _from_rows(
+            _maestro_rows,
+            {"location": str(location), "rows": split_rows, "stamp": _stamp([location])},
+            MAESTRO_FEATURES,
+            streaming,
+            num_proc,
+        )
+    hours = sum(row["duration"] for row in rows) / 3600
+    counts = "/".join(str(sum(row["split"] == s for row in rows)) for s in MAESTRO_SPLITS)
+    logger.info("MAESTRO %s: %d files (train/validation/test %s), %.1f h", version, len(rows), counts, hours)
+    return (IterableDatasetDict if streaming else DatasetDict)(splits)
+
+
+def split_of(relative_path: str, validation_fraction: float, test_fraction: float, seed: int) -> str:
+    """Deterministic split from a hash of the path: adding files elsewhere never moves a file."""
+    digest = hashlib.sha256(f"{seed}:{relative_path}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + validation_fraction:
+        return "validation"
+    return "train"
+
+
+def load_midi_folder(
+    path,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+    num_proc: int | None = None,
+    streaming: bool = False,
+) -> DatasetDict | IterableDatasetDict:
+    """Any folder tree of .mid/.midi files as a DatasetDict (train, validation, test when > 0).
+
+    The split of each file is a hash of its relative path (and ``seed``), so it is the same on
+    every machine and does not change when other files are added or removed.
+    Columns: midi_filename (relative path), midi (bytes).
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"MIDI folder {root} does not exist")
+    if not 0 <= validation_fraction + test_fraction < 1:
+        raise ValueError("validation_fraction + test_fraction must be in [0, 1)")
+    files = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()
+    )
+    if not files:
+        raise FileNotFoundError(f"no .mid or .midi files under {root}")
+    by_split: dict[str, list[str]] = {}
+    for relative in files:
+        by_split.setdefault(split_of(relative, validation_fraction, test_fraction, seed), []).append(relative)
+    wanted = ["train"] + [
+        s for s, f in (("validation", validation_fraction), ("test", test_fraction)) if f > 0
+    ]
+    splits = {}
+    for split in wanted:
+        split_files = by_split.get(split, [])
+        if not split_files:
+            raise ValueError(
+                f"{root}: no file fell into the {split} split ({len(files)} files); raise its fraction"
+            )
+        gen_kwargs = {"root": str(root), "files": split_files, "stamp": _stamp(root / f for f in split_files)}
+        splits[split] = _from_rows(_folder_rows, gen_kwargs, FOLDER_FEATURES, streaming, num_proc)
+    return (IterableDatasetDict if streaming else DatasetDict)(splits)
+
+
+# ---------------------------------------------------------------------------- tokenization
+@dataclass
+class TokenizationReport:
+    """What tokenize_dataset did: counts, and the files it skipped with the reason."""
+
+    files: int = 0
+    seconds: float = 0.0
+    notes: int = 0
+    tokens: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        line = (
+            f"tokenized {self.files} files: {self.seconds / 3600:.2f} h, {self.notes:,} notes, "
+            f"{self.tokens:,} tokens; skipped {len(self.skipped)} bad file(s)"
+        )
+        return line + "".join(f"\n  skipped {name}: {reason}" for name, reason in self.skipped)
+
+
+def _tokenize_batch(batch, tokenizer: MidiTokenizer):
+    ids, errors = [], []
+    for name, data in zip(batch["midi_filename"], batch["midi"], strict=True):
+        try:
+            notes = tokenizer.midi_to_notes(data, name=name)
+            ids.append(tokenizer.encode_notes(notes).astype(np.int32))
+            errors.append("")
+        except MidiReadError as err:
+            ids.append(np.zeros(0, np.int32))
+            errors.append(str(err))
+    return {"input_ids": ids, "error": errors}
+
+
+def tokenize_dataset(
+    ds,
+    tokenizer: MidiTokenizer,
+    num_proc: int | None = None,
+    keep_midi: bool = False,
+    return_report: bool = False,
+):
+    """Add ``input_ids`` (with <bos>/<eos>) to a Dataset, DatasetDict or their streaming forms.
+
+    Bad files never abort the job: they are skipped, counted and listed at the end (one
+    summary line per split is printed). With ``return_report`` also returns the
+    `TokenizationReport` (a dict of them for a DatasetDict). Streaming datasets are lazy: bad
+    files are logged as they are met and dropped, and the report is None.
+    """
+    if isinstance(ds, (DatasetDict, IterableDatasetDict)):
+        results = {
+            name: _tokenize_split(split, tokenizer, num_proc, keep_midi, name) for name, split in ds.items()
+        }
+        out = type(ds)({name: split for name, (split, _) in results.items()})
+        reports = {name: report for name, (_, report) in results.items()}
+        return (out, reports if isinstance(ds, DatasetDict) else None) if return_report else out
+    out, report = _tokenize_split(ds, tokenizer, num_proc, keep_midi, ds.split or "dataset")
+    return (out, report) if return_report else out
+
+
+def _tokenize_split(ds, tokenizer, num_proc, keep_midi, name):
+    drop = [] if keep_midi else ["midi"]
+    features = Features({k: v for k, v in ds.features.items() if k not in drop})
+    features["input_ids"] = List(Value("int32"))
+    features["error"] = Value("string")
+    if isinstance(ds, IterableDataset):
+
+        def keep_good(example):
+            if example["error"]:
+                logger.warning("skipped %s", example["error"])
+            return not example["error"]
+
+        mapped = ds.map(
+            _tokenize_batch,
+            batched=True,
+            fn_kwargs={"tokenizer": tokenizer},
+            remove_columns=drop,
+            features=features,
+        )
+        return mapped.filter(keep_good).remove_columns(["error"]), None
+    mapped = ds.map(
+        _tokenize_batch,
+        batched=True,
+        batch_size=16,
+        fn_kwargs={"tokenizer": tokenizer},
+        remove_columns=drop,
+        features=features,
+        num_proc=num_proc,
+        desc=f"tokenizing {name}",
+    )
+    errors = mapped["error"]
+    skipped = [(file, err) for file, err in zip(mapped["midi_filename"], errors, strict=True) if err]
+    good = mapped.filter(lambda e: not e, input_columns="error") if skipped else mapped
+    good = good.remove_columns(["error"])
+    stats = corpus_statistics(good, tokenizer)
+    report = TokenizationReport(stats["files"], stats["seconds"], stats["notes"], stats["tokens"], skipped)
+    print(f"{name}: {report.summary()}")
+    return good, report
+
+
+def corpus_statistics(ds: Dataset, tokenizer: MidiTokenizer) -> dict:
+    """Notes, tokens and seconds of music in a tokenized dataset (numpy over the Arrow column)."""
+    column = ds.with_format("numpy")["input_ids"]
+    flat = np.concatenate(list(column)) if len(column) else np.zeros(0, np.int64)
+    is_shift = (flat >= tokenizer.time_shift_offset) & (flat < tokenizer.velocity_offset)
+    steps = int((flat[is_shift] - tokenizer.time_shift_offset + 1).sum())
+    is_on = (flat >= tokenizer.note_on_offset) & (flat < tokenizer.note_off_offset)
+    return {
+        "files": len(ds),
+        "tokens": int(flat.size),
+        "notes": int(is_on.sum()),
+        "seconds": steps * tokenizer.time_resolution_ms / 1000,
+    }
+
+
+# ---------------------------------------------------------------------------- augmentation
+@dataclass
+class Augmentation:
+    """Random pitch transposition and time stretch, as the Music Transformer trained on MAESTRO.
+
+    transpose: semitones drawn uniformly from -transpose..+transpose; notes pushed out of
+        0..127 are dropped. stretches: time factors drawn uniformly from this tuple.
+    """
+
+    transpose: int = 3
+    stretches: tuple[float, ...] = (0.95, 0.975, 1.0, 1.025, 1.05)
+
+    def apply(self, notes: PerformanceNotes, rng: np.random.Generator) -> PerformanceNotes:
+        shift = int(rng.integers(-self.transpose, self.transpose + 1)) if self.transpose else 0
+        stretch = float(rng.choice(self.stretches)) if self.stretches else 1.0
+        pitch = notes.pitch + shift
+        keep = (pitch >= 0) & (pitch < 128)
+        return PerformanceNotes(
+            notes.onset[keep] * stretch, notes.offset[keep] * stretch, pitch[keep], notes.velocity[keep]
+        )
+
+
+def augment_ids(
+    ids, tokenizer: MidiTokenizer, augmentation: Augmentation, rng: np.random.Generator
+) -> np.ndarray:
+    """Decode to notes, transpose and stretch, and encode again (vectorized, ~1 ms per piece)."""
+    return tokenizer.encode_notes(augmentation.apply(tokenizer.ids_to_notes(ids), rng))
+
+
+# ---------------------------------------------------------------------------- blocks
+def _concat_blocks(batch, block_size: int):
+    flat = (
+        np.concatenate([np.asarray(ids, np.int32) for ids in batch["input_ids"]])
+        if batch["input_ids"]
+        else []
+    )
+    usable = len(flat) // block_size * block_size
+    blocks = np.asarray(flat[:usable], np.int32).reshape(-1, block_size)
+    return {"input_ids": list(blocks), "attention_mask": list(np.ones_like(blocks, np.int8))}
+
+
+def _crop_blocks(batch, indices, block_size, tokenizer, augmentation, seed, epoch):
+    ids_out, masks = [], []
+    for ids, index in zip(batch["input_ids"], indices, strict=True):
+        rng = np.random.default_rng([seed, epoch, index])
+        ids = np.asarray(ids, np.int64)
+        if augmentation is not None:
+            ids = augment_ids(ids, tokenizer, augmentation, rng)
+        if len(ids) > block_size:
+            start = int(rng.integers(0, len(ids) - block_size + 1))
+            window = ids[start : start + block_size]
+        else:
+            window = ids
+        pad = block_size - len(window)
+        ids_out.append(np.concatenate([window, np.full(pad, tokenizer.pad_token_id)]).astype(np.int32))
+        masks.append(np.concatenate([np.ones(len(window), np.int8), np.zeros(pad, np.int8)]))
+    return {"input_ids": ids_out, "attention_mask": masks}
+
+
+def group_into_blocks(
+    ds,
+    block_size: int,
+    mode: str = "concat",
+    tokenizer: MidiTokenizer | None = None,
+    augmentation: Augmentation | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+    num_proc: int | None = None,
+):
+    """Training blocks of ``block_size`` ids with ``attention_mask``.
+
+    mode="concat": run_clm style, pieces (each <bos> ... <eos>) concatenated and cut into
+        contiguous blocks, the remainder dropped: every token is used once (validation, test).
+    mode="random_crop": one random window per piece (padded when the piece is shorter),
+        re-drawn for each ``epoch``, optionally augmented (needs ``tokenizer``); deterministic
+        for a given (seed, epoch). This is how the Music Transformer trained.
+    Works on Dataset and IterableDataset (streaming) alike.
+    """
+    columns = ds.column_names or ["input_ids"]
+    if mode == "concat":
+        features = Features({"input_ids": List(Value("int32")), "attention_mask": List(Value("int8"))})
+        kwargs = {} if isinstance(ds, IterableDataset) else {"num_proc": num_proc, "desc": "grouping blocks"}
+        return ds.map(
+            _concat_blocks,
+            batched=True,
+            batch_size=1000,
+            fn_kwargs={"block_size": block_size},
+            remove_columns=columns,
+            features=features,
+            **kwargs,
+        )
+    if mode != "random_crop":
+        raise ValueError(f"mode must be 'concat' or 'random_crop', got {mode!r}")
+    if tokenizer is None:
+        raise ValueError("random_crop needs the tokenizer (padding id, augmentation)")
+    features = Features({"input_ids": List(Value("int32")), "attention_mask": List(Value("int8"))})
+    kwargs = (
+        {} if isinstance(ds, IterableDataset) else {"num_proc": num_proc, "desc": f"cropping epoch {epoch}"}
+    )
+    return ds.map(
+        _crop_blocks,
+        batched=True,
+        with_indices=True,
+        fn_kwargs={
+            "block_size": block_size,
+            "tokenizer": tokenizer,
+            "augmentation": augmentation,
+            "seed": seed,
+            "epoch": epoch,
+        },
+        remove_columns=columns,
+        features=features,
+        **kwargs,
+    )
+
+
+__all__ = [
+    "MAESTRO_URLS",
+    "Augmentation",
+    "TokenizationReport",
+    "augment_ids",
+    "cache_dir",
+    "corpus_statistics",
+    "download",
+    "group_into_blocks",
+    "load_maestro",
+    "load_midi_folder",
+    "read_maestro_metadata",
+    "split_of",
+    "tokenize_dataset",
+]

@@ -1,0 +1,320 @@
+"""Data: MAESTRO loader (folder, zip, file:// URL, v2/v3 metadata), MIDI folders, tokenization
+with bad files, training blocks, augmentation and streaming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import zipfile
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import BAD_MIDI, MAESTRO_METADATA, MAESTRO_MINI, POP909
+from datasets import Dataset, DatasetDict, IterableDatasetDict
+from datasets.distributed import split_dataset_by_node
+
+from hf_music import data
+from hf_music.data import (
+    Augmentation,
+    augment_ids,
+    group_into_blocks,
+    load_maestro,
+    load_midi_folder,
+    read_maestro_metadata,
+    tokenize_dataset,
+)
+
+
+@pytest.fixture(scope="module")
+def maestro():
+    return load_maestro(MAESTRO_MINI)
+
+
+@pytest.fixture(scope="module")
+def maestro_tokens(maestro, tokenizer):
+    return tokenize_dataset(maestro, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def maestro_zip(tmp_path_factory):
+    """maestro-mini packed like the official maestro-v3.0.0-midi.zip (one top folder)."""
+    path = tmp_path_factory.mktemp("zip") / "maestro-v3.0.0-midi.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(MAESTRO_MINI.rglob("*")):
+            if file.is_file() and file.name != "LICENSE":
+                archive.write(file, f"maestro-v3.0.0/{file.relative_to(MAESTRO_MINI).as_posix()}")
+    return path
+
+
+def by_name(split):
+    return {row["midi_filename"]: row for row in split}
+
+
+# ---------------------------------------------------------------- MAESTRO
+def test_maestro_mini_has_maestro_splits_and_columns(maestro):
+    assert isinstance(maestro, DatasetDict)
+    assert {name: len(split) for name, split in maestro.items()} == {"train": 35, "validation": 8, "test": 9}
+    assert maestro["train"].column_names == [
+        "canonical_composer",
+        "canonical_title",
+        "split",
+        "year",
+        "midi_filename",
+        "duration",
+        "midi",
+    ]
+    assert maestro["train"].features["midi"].dtype == "binary"
+    row = maestro["validation"][0]
+    assert row["split"] == "validation"
+    assert row["midi"] == (MAESTRO_MINI / row["midi_filename"]).read_bytes()
+    assert abs(sum(sum(s["duration"]) for s in maestro.values()) / 3600 - 4.2) < 0.05
+
+
+def test_real_metadata_counts_and_missing_files_are_reported(tmp_path):
+    rows = read_maestro_metadata(data._MidiSource(MAESTRO_METADATA), "v3.0.0")
+    assert Counter(row["split"] for row in rows) == {"train": 962, "validation": 137, "test": 177}
+    assert abs(sum(row["duration"] for row in rows) / 3600 - 198.65) < 0.01
+    with pytest.raises(FileNotFoundError) as info:
+        load_maestro(MAESTRO_METADATA)
+    message = str(info.value)
+    assert "1276 of 1276" in message and str(MAESTRO_METADATA) in message and "allow_missing" in message
+    # allow_missing loads what exists: here a copy of the metadata with two of the files
+    shutil.copy(MAESTRO_METADATA / "maestro-v3.0.0.json", tmp_path)
+    for row in [r for r in rows if r["split"] == "train"][:2]:
+        (tmp_path / row["midi_filename"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(next(MAESTRO_MINI.glob("*/*.midi")), tmp_path / row["midi_filename"])
+    partial = load_maestro(tmp_path, allow_missing=True)
+    assert {name: len(split) for name, split in partial.items()} == {"train": 2}
+
+
+def test_zip_source_equals_folder(maestro, maestro_zip):
+    from_zip = load_maestro(maestro_zip)
+    for split in ("train", "validation", "test"):
+        assert by_name(from_zip[split]) == by_name(maestro[split])
+
+
+def test_file_url_is_downloaded_to_cache_and_reused(maestro, maestro_zip, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_MUSIC_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "served" / maestro_zip.name
+    source.parent.mkdir()
+    shutil.copy(maestro_zip, source)
+    first = load_maestro(source.as_uri())
+    assert (tmp_path / "cache" / maestro_zip.name).is_file()
+    source.unlink()  # the second load must come from the cache
+    second = load_maestro(source.as_uri())
+    assert by_name(first["test"]) == by_name(second["test"]) == by_name(maestro["test"])
+
+
+def test_official_download_path_with_file_url_standing_in_for_network(maestro_zip, tmp_path, monkeypatch):
+    # No network here: the official URL is replaced by a file:// URL; the code path is the same.
+    monkeypatch.setenv("HF_MUSIC_CACHE", str(tmp_path))
+    monkeypatch.setitem(data.MAESTRO_URLS, "v3.0.0", maestro_zip.as_uri())
+    assert len(load_maestro(None)["validation"]) == 8
+
+
+def test_corrupt_download_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_MUSIC_CACHE", str(tmp_path / "cache"))
+    broken = tmp_path / "maestro-v3.0.0-midi.zip"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a valid zip"):
+        load_maestro(broken.as_uri())
+    with pytest.raises(ValueError, match="sha256"):
+        data.download(broken.as_uri(), sha256="0" * 64, cache=tmp_path / "other")
+
+
+def test_v2_json_and_csv_only_metadata(tmp_path, maestro):
+    rows = list(csv.DictReader((MAESTRO_MINI / "maestro-v3.0.0.csv").open()))
+    for row in rows:
+        target = tmp_path / row["midi_filename"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(MAESTRO_MINI / row["midi_filename"], target)
+    (tmp_path / "maestro-v2.0.0.json").write_text(json.dumps(rows))  # v2: a list of rows
+    v2 = load_maestro(tmp_path, version="v2.0.0")
+    assert by_name(v2["validation"]) == by_name(maestro["validation"])
+    shutil.copy(MAESTRO_MINI / "maestro-v3.0.0.csv", tmp_path)  # v3 with only the csv
+    assert {name: len(split) for name, split in load_maestro(tmp_path).items()} == {
+        "train": 35,
+        "validation": 8,
+        "test": 9,
+    }
+
+
+def test_missing_source_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_maestro(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match=r"no maestro-v3\.0\.0\.json or \.csv"):
+        load_maestro(tmp_path)
+
+
+# ---------------------------------------------------------------- MIDI folders
+def test_midi_folder_split_is_stable_when_files_are_added(tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(POP909, corpus)
+    before = load_midi_folder(corpus, validation_fraction=0.2, test_fraction=0.1)
+    assert set(before) == {"train", "validation", "test"}
+    assert sum(len(s) for s in before.values()) == 30
+    assert len(before["train"]) > len(before["validation"]) > 0
+    (corpus / "more" / "deeper").mkdir(parents=True)
+    for i, file in enumerate(sorted(POP909.glob("*.mid"))[:10]):
+        shutil.copy(file, corpus / "more" / "deeper" / f"extra_{i}.midi")
+    after = load_midi_folder(corpus, validation_fraction=0.2, test_fraction=0.1)
+    assert sum(len(s) for s in after.values()) == 40
+    for split in before:
+        assert set(before[split]["midi_filename"]) <= set(after[split]["midi_filename"])
+    other_seed = load_midi_folder(corpus, validation_fraction=0.2, test_fraction=0.1, seed=1)
+    assert set(other_seed["validation"]["midi_filename"]) != set(after["validation"]["midi_filename"])
+
+
+def test_bad_files_are_skipped_counted_and_listed(tmp_path, tokenizer, capsys):
+    corpus = tmp_path / "mixed"
+    shutil.copytree(POP909, corpus)
+    shutil.copytree(BAD_MIDI, corpus / "bad")
+    ds = load_midi_folder(corpus, validation_fraction=0.0)
+    assert len(ds["train"]) == 36
+    tokenized, reports = tokenize_dataset(ds, tokenizer, return_report=True)
+    report = reports["train"]
+    skipped = sorted(name for name, _ in report.skipped)
+    assert skipped == [
+        "bad/corrupted_Control168.mid",
+        "bad/not_midi.mid",
+        "bad/truncated.mid",
+        "bad/zero_bytes.mid",
+    ]
+    assert all(name in reason for name, reason in report.skipped)
+    assert len(tokenized["train"]) == report.files == 32  # 30 songs, no_notes, the odd-but-valid file
+    printed = capsys.readouterr().out
+    assert "skipped 4 bad file(s)" in printed and "bad/truncated.mid" in printed
+    lengths = {r["midi_filename"]: len(r["input_ids"]) for r in tokenized["train"]}
+    assert lengths["bad/no_notes.mid"] == 2  # <bos> <eos>
+
+
+def test_tokenize_report_counts_notes_and_hours(maestro, tokenizer, capsys):
+    tokens, reports = tokenize_dataset(maestro, tokenizer, return_report=True)
+    for split in tokens.values():
+        assert "midi" not in split.column_names
+        for ids in split["input_ids"]:
+            assert ids[0] == 1 and ids[-1] == 2
+    counted = sum(
+        int(np.count_nonzero((np.asarray(ids) >= 3) & (np.asarray(ids) < 131)))
+        for split in tokens.values()
+        for ids in split["input_ids"]
+    )
+    assert counted == sum(r.notes for r in reports.values()) == 152_602  # no same-step repeats here
+    assert abs(sum(r.seconds for r in reports.values()) / 3600 - 4.2) < 0.05
+    assert [r.files for r in reports.values()] == [35, 8, 9]
+    assert "train: tokenized 35 files" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- blocks and augmentation
+def test_concat_blocks_are_contiguous_with_piece_boundaries(maestro_tokens):
+    split = maestro_tokens["validation"]
+    blocks = group_into_blocks(split, 256)
+    flat = np.concatenate([np.asarray(ids) for ids in split["input_ids"]])
+    assert len(blocks) == len(flat) // 256
+    stacked = np.asarray(blocks["input_ids"])
+    assert stacked.shape == (len(blocks), 256)
+    np.testing.assert_array_equal(stacked.ravel(), flat[: stacked.size])
+    assert np.all(np.asarray(blocks["attention_mask"]) == 1)
+    assert np.count_nonzero(stacked == 1) >= 7  # a <bos> starts each of the 8 pieces
+
+
+def test_random_crop_one_window_per_piece_deterministic_per_epoch(maestro_tokens, tokenizer):
+    train = maestro_tokens["train"]
+    epoch0 = group_into_blocks(train, 512, mode="random_crop", tokenizer=tokenizer, seed=0, epoch=0)
+    again = group_into_blocks(train, 512, mode="random_crop", tokenizer=tokenizer, seed=0, epoch=0)
+    epoch1 = group_into_blocks(train, 512, mode="random_crop", tokenizer=tokenizer, seed=0, epoch=1)
+    assert len(epoch0) == len(train) == 35
+    assert epoch0["input_ids"] == again["input_ids"]
+    assert epoch0["input_ids"] != epoch1["input_ids"]
+    for window, piece in zip(epoch0["input_ids"][:5], train["input_ids"][:5], strict=True):
+        assert len(window) == 512
+        piece = np.asarray(piece)
+        starts = np.flatnonzero(piece[: len(piece) - 511] == window[0])
+        assert any(np.array_equal(piece[s : s + 512], window) for s in starts)  # a real window
+    with pytest.raises(ValueError, match="tokenizer"):
+        group_into_blocks(train, 512, mode="random_crop")
+
+
+def test_short_pieces_are_padded_and_masked(tokenizer):
+    ds = Dataset.from_dict({"input_ids": [[1, 63, 259, 191, 2]]})
+    block = group_into_blocks(ds, 8, mode="random_crop", tokenizer=tokenizer)[0]
+    assert block["input_ids"] == [1, 63, 259, 191, 2, 0, 0, 0]
+    assert block["attention_mask"] == [1, 1, 1, 1, 1, 0, 0, 0]
+
+
+def test_augmentation_ranges_and_determinism(maestro_tokens, tokenizer):
+    ids = np.asarray(maestro_tokens["train"][0]["input_ids"])
+    original = tokenizer.ids_to_notes(ids)
+    aug = Augmentation()
+    seen_shifts, seen_stretch = set(), set()
+    for seed in range(40):
+        out = augment_ids(ids, tokenizer, aug, np.random.default_rng(seed))
+        assert np.array_equal(out, augment_ids(ids, tokenizer, aug, np.random.default_rng(seed)))
+        notes = tokenizer.ids_to_notes(out)
+        shift = int(np.median(notes.pitch)) - int(np.median(original.pitch))
+        assert -3 <= shift <= 3
+        assert len(notes) == len(original)  # nothing is pushed out of 0..127 by 3 semitones here
+        seen_shifts.add(shift)
+        stretch = notes.offset.max() / original.offset.max()
+        nearest = min(aug.stretches, key=lambda s: abs(s - stretch))
+        assert abs(stretch - nearest) < 0.001
+        seen_stretch.add(nearest)
+    assert seen_shifts == set(range(-3, 4)) and seen_stretch == set(aug.stretches)
+
+
+def test_transposition_drops_notes_pushed_out_of_range(tokenizer):
+    ids = tokenizer.convert_tokens_to_ids(
+        ["<bos>", "NOTE_ON_126", "NOTE_ON_60", "TIME_SHIFT_10", "NOTE_OFF_126", "NOTE_OFF_60", "<eos>"]
+    )
+    notes = Augmentation(transpose=3, stretches=(1.0,)).apply(
+        tokenizer.ids_to_notes(ids), np.random.default_rng(1)
+    )
+    shift = int(notes.pitch.min()) - 60
+    assert notes.pitch.tolist() == ([60 + shift, 126 + shift] if 126 + shift <= 127 else [60 + shift])
+
+
+def test_validation_blocks_are_never_augmented(maestro_tokens):
+    # concat mode has no augmentation: the same ids, every time
+    a = group_into_blocks(maestro_tokens["validation"], 128)
+    b = group_into_blocks(maestro_tokens["validation"], 128)
+    assert a["input_ids"] == b["input_ids"]
+
+
+# ---------------------------------------------------------------- streaming
+def test_streaming_equals_in_memory_and_shards_by_node(tokenizer):
+    in_memory = tokenize_dataset(load_midi_folder(POP909, validation_fraction=0.2), tokenizer)
+    streamed = tokenize_dataset(load_midi_folder(POP909, validation_fraction=0.2, streaming=True), tokenizer)
+    assert isinstance(streamed, IterableDatasetDict)
+    memory_blocks = np.asarray(group_into_blocks(in_memory["train"], 256)["input_ids"])
+    stream_blocks = np.asarray([row["input_ids"] for row in group_into_blocks(streamed["train"], 256)])
+    assert memory_blocks.shape[0] > 100
+    np.testing.assert_array_equal(stream_blocks, memory_blocks)
+    assert streamed["train"].num_shards == len(in_memory["train"])
+    parts = [
+        [row["midi_filename"] for row in split_dataset_by_node(streamed["train"], rank=rank, world_size=2)]
+        for rank in (0, 1)
+    ]
+    assert not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == sorted(in_memory["train"]["midi_filename"])
+
+
+def test_streaming_maestro_and_bad_files_dropped(tmp_path, tokenizer):
+    streamed = load_maestro(MAESTRO_MINI, streaming=True)
+    assert [row["midi_filename"] for row in streamed["validation"]] == load_maestro(MAESTRO_MINI)[
+        "validation"
+    ]["midi_filename"]
+    corpus = tmp_path / "mixed"
+    shutil.copytree(BAD_MIDI, corpus)
+    shutil.copy(POP909 / "001.mid", corpus)
+    rows = list(
+        tokenize_dataset(load_midi_folder(corpus, validation_fraction=0.0, streaming=True), tokenizer)[
+            "train"
+        ]
+    )
+    assert sorted(r["midi_filename"] for r in rows) == [
+        "001.mid",
+        "corrupted_unexpected_EOF.mid",
+        "no_notes.mid",
+    ]
