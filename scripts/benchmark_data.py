@@ -38,7 +38,9 @@ def run(data: Path, tokenizer: MidiTokenizer, num_proc: int | None, block_size: 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/maestro-mini")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/maestro-mini"
+    )
     parser.add_argument("--block_size", type=int, default=2048)
     args = parser.parse_args()
     datasets.disable_caching()
@@ -50,9 +52,11 @@ def main():
         rows.append((num_proc or 1, timings, totals, num_blocks))
     hours = rows[0][2]["seconds"] / 3600
     print(f"\nmaestro-mini: {hours:.2f} h, {rows[0][2]['notes']:,} notes, {rows[0][2]['tokens']:,} tokens\n")
-    print("| processes | load s | tokenize s | group s | total s | notes/s | tokens/s | full MAESTRO (est.) s |")
+    print(
+        "| processes | load s | tokenize s | group s | total s | notes/s | tokens/s | full MAESTRO (est.) s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for procs, timings, totals, num_blocks in rows:
+    for procs, timings, totals, _ in rows:
         total = sum(timings.values())
         full = total * FULL_MAESTRO_HOURS / hours
         print(

@@ -1,0 +1,404 @@
+"""Train or fine-tune a Music Transformer with Accelerate: CPU, one GPU or many.
+
+    python scripts/train.py --preset tiny --maestro_dir ../shared/data/maestro-mini --max_steps 2000
+    accelerate launch --config_file scripts/accelerate/multi_gpu.yaml scripts/train.py --preset base ...
+    python scripts/train.py --init_from runs/maestro/best --midi_dir my_midis --max_steps 500   # fine-tune
+    python scripts/train.py --config my_run.yaml          # any argument below, from JSON or YAML
+
+Readable top to bottom, in the spirit of transformers' run_clm_no_trainer.py and nanoGPT:
+data -> model -> optimizer -> loop (accumulate, clip, step, log, evaluate, checkpoint).
+Checkpoints (Accelerate state + our counters) are written atomically to
+OUTPUT_DIR/checkpoints/step_N; the best model by validation loss is exported with
+save_pretrained (weights, tokenizer and code) to OUTPUT_DIR/best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+import hf_music
+from hf_music.data import Augmentation, group_into_blocks, load_maestro, load_midi_folder, tokenize_dataset
+
+# Dense bf16 peak FLOP/s by device name, for model-FLOPs utilisation.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", default=None, help="JSON or YAML file of arguments (the command line wins)"
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--maestro_dir", default=None, help="extracted MAESTRO folder")
+    data.add_argument("--maestro_zip", default=None, help="maestro-v3.0.0-midi.zip, a path or URL")
+    data.add_argument("--maestro_version", default="v3.0.0")
+    data.add_argument(
+        "--midi_dir", default=None, help="any folder of MIDI files (fine-tuning on a new corpus)"
+    )
+    data.add_argument("--validation_fraction", type=float, default=0.1, help="with --midi_dir")
+    data.add_argument("--block_size", type=int, default=512)
+    data.add_argument("--augment", action="store_true", help="transpose +-3 and stretch +-5%% (train split)")
+    data.add_argument("--num_proc", type=int, default=None, help="processes for tokenization")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default="tiny", choices=sorted(hf_music.PRESETS))
+    model.add_argument(
+        "--init_from", default=None, help="folder or Hub id to fine-tune instead of a new model"
+    )
+    model.add_argument("--dropout", type=float, default=None, help="override the config's dropouts")
+    model.add_argument("--compile", action="store_true", help="torch.compile the model")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--batch_size", type=int, default=8, help="per device")
+    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    optim.add_argument("--learning_rate", type=float, default=1e-3)
+    optim.add_argument("--weight_decay", type=float, default=0.1)
+    optim.add_argument("--warmup_steps", type=int, default=100)
+    optim.add_argument("--lr_scheduler", default="cosine")
+    optim.add_argument("--max_grad_norm", type=float, default=1.0)
+    optim.add_argument("--max_steps", type=int, default=None, help="optimizer steps (wins over --num_epochs)")
+    optim.add_argument("--num_epochs", type=int, default=10)
+    optim.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    optim.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", default="runs/music_transformer")
+    run.add_argument("--eval_steps", type=int, default=200)
+    run.add_argument("--max_eval_batches", type=int, default=None, help="cap evaluation cost on big corpora")
+    run.add_argument("--checkpointing_steps", type=int, default=500)
+    run.add_argument("--checkpoints_total_limit", type=int, default=3)
+    run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder or 'latest'")
+    run.add_argument("--log_steps", type=int, default=20)
+    run.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
+    args = parser.parse_args(argv)
+    if args.config:
+        text = Path(args.config).read_text()
+        if args.config.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+        unknown = set(values) - set(vars(args))
+        if unknown:
+            parser.error(f"unknown keys in {args.config}: {', '.join(sorted(unknown))}")
+        parser.set_defaults(**values)
+        args = parser.parse_args(argv)
+    sources = [s for s in (args.maestro_dir, args.maestro_zip, args.midi_dir) if s]
+    if len(sources) != 1:
+        parser.error("give exactly one of --maestro_dir, --maestro_zip, --midi_dir")
+    return args
+
+
+def load_data(args, tokenizer, accelerator):
+    """Tokenized train / validation splits; bad files are skipped and reported by tokenize_dataset."""
+    with accelerator.main_process_first():
+        if args.midi_dir:
+            raw = load_midi_folder(
+                args.midi_dir, validation_fraction=args.validation_fraction, seed=args.seed
+            )
+        else:
+            raw = load_maestro(args.maestro_dir or args.maestro_zip, version=args.maestro_version)
+        ds = tokenize_dataset(raw, tokenizer, num_proc=args.num_proc)
+    if "validation" not in ds:
+        raise SystemExit("the corpus has no validation split; raise --validation_fraction")
+    return ds["train"], ds["validation"]
+
+
+def train_loader(train, tokenizer, args, epoch):
+    """One random window per piece, re-drawn (and re-augmented) every epoch, in a seeded order."""
+    augmentation = Augmentation() if args.augment else None
+    blocks = group_into_blocks(
+        train, args.block_size, mode="random_crop", tokenizer=tokenizer, augmentation=augmentation,
+        seed=args.seed, epoch=epoch,
+    )  # fmt: skip
+    blocks = blocks.shuffle(seed=args.seed + epoch).with_format("torch")
+    # A generator of its own: creating the iterator then draws nothing from the global RNG,
+    # so dropout noise after a resume is exactly what it would have been.
+    generator = torch.Generator().manual_seed(args.seed + epoch)
+    return DataLoader(blocks, batch_size=args.batch_size, shuffle=False, drop_last=True, generator=generator)
+
+
+def with_labels(batch, ignore_index=-100):
+    """Causal LM labels: the inputs, padding ignored (transformers shifts them inside the loss)."""
+    input_ids = batch["input_ids"].long()
+    attention_mask = batch["attention_mask"].long()
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": input_ids.masked_fill(attention_mask == 0, ignore_index),
+    }
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, max_batches=None):
+    """Validation loss in nats/token over every real next-token prediction, gathered across processes."""
+    model.eval()
+    total_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    total_tokens = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    for step, batch in enumerate(loader):
+        if max_batches is not None and step >= max_batches:
+            break
+        batch = with_labels(batch)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
+        )
+        valid = (labels != -100).double()
+        # Per-sample sums, so gather_for_metrics can drop the samples duplicated to even out batches.
+        per_sample = torch.stack([(losses.view_as(valid).double() * valid).sum(1), valid.sum(1)], dim=1)
+        sums = accelerator.gather_for_metrics(per_sample)
+        total_loss += sums[:, 0].sum()
+        total_tokens += sums[:, 1].sum()
+    model.train()
+    loss = (total_loss / total_tokens.clamp(min=1)).item()
+    return {
+        "val_loss": loss,
+        "val_perplexity": math.exp(min(loss, 50)),
+        "val_tokens": int(total_tokens.item()),
+    }
+
+
+def export_model(accelerator, model, tokenizer, folder: Path, metrics: dict):
+    """save_pretrained (safetensors, tokenizer, code files) to a temporary folder, then swap it in."""
+    if not accelerator.is_main_process:
+        return
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """Finished checkpoints, oldest first (a folder is complete once renamed from *.tmp)."""
+    folders = [
+        p for p in (output_dir / "checkpoints").glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")
+    ]
+    return sorted((p for p in folders if (p / "trainer_state.json").is_file()), key=lambda p: int(p.name[5:]))
+
+
+def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int):
+    """Accelerate state + counters, written to step_N.tmp and renamed: a kill never leaves a half one."""
+    final = output_dir / "checkpoints" / f"step_{state['completed_steps']}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in complete_checkpoints(output_dir)[:-limit] if limit > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    report_to = None if args.report_to == "none" else args.report_to
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=report_to,
+        project_dir=str(output_dir),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- tokenizer and model
+    if args.init_from:
+        tokenizer = AutoTokenizer.from_pretrained(args.init_from, trust_remote_code=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            args.init_from, trust_remote_code=True, use_safetensors=True
+        )
+    else:
+        tokenizer = hf_music.MidiTokenizer()
+        overrides = {"n_positions": max(2048, args.block_size), "vocab_size": tokenizer.vocab_size}
+        model = hf_music.MusicTransformerForCausalLM(
+            hf_music.MusicTransformerConfig.from_preset(args.preset, **overrides)
+        )
+    if args.dropout is not None:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = args.dropout
+        model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = args.dropout
+    if args.block_size > model.config.n_positions:
+        raise SystemExit(
+            f"--block_size {args.block_size} exceeds the model's n_positions {model.config.n_positions}"
+        )
+    num_params = sum(p.numel() for p in model.parameters())
+
+    # ---- data
+    train, validation = load_data(args, tokenizer, accelerator)
+    val_blocks = group_into_blocks(validation, args.block_size).with_format("torch")
+    if len(val_blocks) == 0:
+        raise SystemExit(f"validation split is shorter than one block of {args.block_size} tokens")
+    val_loader = DataLoader(val_blocks, batch_size=args.batch_size)
+    batches_per_epoch = len(train) // args.batch_size // accelerator.num_processes
+    updates_per_epoch = max(1, batches_per_epoch // args.gradient_accumulation_steps)
+    if batches_per_epoch == 0:
+        raise SystemExit(f"the train split has {len(train)} pieces: fewer than one batch per process")
+    max_steps = args.max_steps or args.num_epochs * updates_per_epoch
+
+    # ---- optimizer: no weight decay on biases and LayerNorm weights (1-D tensors)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(0.9, 0.95), fused=False)
+    scheduler = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=max_steps
+    )
+    if args.compile:
+        model = torch.compile(model)
+    model, optimizer, val_loader = accelerator.prepare(model, optimizer, val_loader)
+    # The scheduler is stepped once per optimizer step by us, and saved with the state.
+    accelerator.register_for_checkpointing(scheduler)
+
+    # ---- resume
+    state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "history": []}
+    if args.resume_from_checkpoint:
+        checkpoint = Path(args.resume_from_checkpoint)
+        if args.resume_from_checkpoint == "latest":
+            found = complete_checkpoints(output_dir)
+            if not found:
+                raise SystemExit(
+                    f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}/checkpoints"
+                )
+            checkpoint = found[-1]
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        accelerator.print(f"resumed from {checkpoint} at step {state['completed_steps']}")
+
+    if report_to:
+        accelerator.init_trackers("hf_music", config={k: v for k, v in vars(args).items() if v is not None})
+    accelerator.print(
+        f"{num_params / 1e6:.2f}M parameters, {len(train)} train pieces, {len(val_blocks)} validation blocks of "
+        f"{args.block_size}, {accelerator.num_processes} process(es) on {accelerator.device}, {max_steps} steps"
+    )
+    peak = (
+        next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name()), None)
+        if torch.cuda.is_available()
+        else None
+    )
+
+    def run_evaluation():
+        metrics = evaluate(model, val_loader, accelerator, args.max_eval_batches)
+        metrics["step"] = state["completed_steps"]
+        state["history"].append(metrics)
+        accelerator.log(metrics, step=state["completed_steps"])
+        accelerator.print(
+            f"step {state['completed_steps']}: validation loss {metrics['val_loss']:.4f} nats/token, "
+            f"perplexity {metrics['val_perplexity']:.2f}"
+        )
+        if state["best_val_loss"] is None or metrics["val_loss"] < state["best_val_loss"]:
+            state["best_val_loss"] = metrics["val_loss"]
+            export_model(accelerator, model, tokenizer, output_dir / "best", {"args": vars(args), **state})
+
+    # ---- train
+    model.train()
+    progress = tqdm(
+        total=max_steps,
+        initial=state["completed_steps"],
+        desc="training",
+        disable=not accelerator.is_local_main_process,
+    )
+    if state["completed_steps"] == 0:
+        run_evaluation()  # the starting point of the curve
+    started, tokens_since_log, loss_since_log, micro_since_log = time.perf_counter(), 0, 0.0, 0
+    loop_started, paused_seconds, train_tokens = time.perf_counter(), 0.0, 0  # throughput without eval/saves
+    while state["completed_steps"] < max_steps:
+        loader = accelerator.prepare(train_loader(train, tokenizer, args, state["epoch"]))
+        if state["batches_in_epoch"]:
+            loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
+        for batch in loader:
+            batch = with_labels(batch)
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            batch_tokens = int(batch["attention_mask"].sum()) * accelerator.num_processes
+            tokens_since_log += batch_tokens
+            train_tokens += batch_tokens
+            loss_since_log += loss.detach().float().item()
+            micro_since_log += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state["completed_steps"] += 1
+            progress.update(1)
+            step = state["completed_steps"]
+            if step % args.log_steps == 0 or step == max_steps:
+                elapsed = time.perf_counter() - started
+                logs = {
+                    "train_loss": loss_since_log / micro_since_log,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    "tokens_per_second": tokens_since_log / elapsed,
+                }
+                if peak:
+                    logs["mfu"] = (
+                        6 * num_params * logs["tokens_per_second"] / (peak * accelerator.num_processes)
+                    )
+                accelerator.log(logs, step=step)
+                progress.set_postfix(
+                    loss=f"{logs['train_loss']:.3f}", tok_s=f"{logs['tokens_per_second']:.0f}"
+                )
+                started, tokens_since_log, loss_since_log, micro_since_log = time.perf_counter(), 0, 0.0, 0
+            pause = time.perf_counter()
+            if step % args.eval_steps == 0 or step == max_steps:
+                run_evaluation()
+            if step % args.checkpointing_steps == 0 or step == max_steps:
+                save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
+            paused_seconds += time.perf_counter() - pause
+            if step >= max_steps:
+                break
+        else:  # the epoch ran out: draw new windows
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+
+    if accelerator.is_main_process:
+        summary = {
+            "args": vars(args),
+            "num_parameters": num_params,
+            "num_processes": accelerator.num_processes,
+            "best_val_loss": state["best_val_loss"],
+            "best_val_perplexity": math.exp(state["best_val_loss"]),
+            "train_tokens_per_second": train_tokens
+            / max(time.perf_counter() - loop_started - paused_seconds, 1e-9),
+            "history": state["history"],
+        }
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        accelerator.print(
+            f"best validation loss {state['best_val_loss']:.4f} nats/token; model in {output_dir / 'best'}"
+        )
+    accelerator.end_training()
+    return state
+
+
+if __name__ == "__main__":
+    main()

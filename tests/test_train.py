@@ -1,0 +1,150 @@
+"""scripts/train.py end to end on CPU: learning, resume, two processes, fine-tuning, config files.
+
+Each run is a real subprocess with real Accelerate, as a user would start it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import MAESTRO_MINI, POP909
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / "scripts" / "train.py"
+COMMON = ["--block_size", "256", "--report_to", "none", "--warmup_steps", "10", "--seed", "0"]
+
+
+def train(output_dir, *args, launcher=(sys.executable,), timeout=600):
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    if launcher[0] != sys.executable:
+        env["ACCELERATE_USE_CPU"] = "1"
+    cmd = [*launcher, str(TRAIN), "--output_dir", str(output_dir), *COMMON, *map(str, args)]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=output_dir.parent
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return json.loads((output_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained on maestro-mini: the learning run, reused by the fine-tuning test."""
+    out = tmp_path_factory.mktemp("train") / "maestro"
+    metrics = train(
+        out, "--maestro_dir", MAESTRO_MINI, "--max_steps", 150, "--eval_steps", 50, "--batch_size", 8
+    )
+    return out, metrics
+
+
+def test_tiny_run_learns_on_maestro_mini(trained):
+    out, metrics = trained
+    curve = [h["val_loss"] for h in metrics["history"]]
+    assert [h["step"] for h in metrics["history"]] == [0, 50, 100, 150]
+    assert abs(curve[0] - math.log(391)) < 0.3  # starts at chance
+    assert curve[-1] < curve[0] - 1.2, curve  # and learns a lot in 150 steps (measured: 6.00 -> 4.32)
+    assert metrics["best_val_loss"] == min(curve)
+    assert metrics["best_val_perplexity"] == pytest.approx(math.exp(min(curve)))
+    best = out / "best"
+    assert {"model.safetensors", "config.json", "tokenizer_config.json", "modeling_music_transformer.py"} <= {
+        p.name for p in best.iterdir()
+    }
+    exported = json.loads((best / "training_metrics.json").read_text())
+    assert exported["best_val_loss"] == metrics["best_val_loss"]
+
+
+def final_weights(out: Path, step: int) -> dict[str, torch.Tensor]:
+    return load_file(out / "checkpoints" / f"step_{step}" / "model.safetensors")
+
+
+def test_resume_gives_the_same_weights_and_loss(tmp_path):
+    args = ["--maestro_dir", MAESTRO_MINI, "--max_steps", 8, "--eval_steps", 4, "--checkpointing_steps", 4]
+    args += ["--batch_size", 4, "--checkpoints_total_limit", 5, "--augment"]
+    straight = train(tmp_path / "straight", *args)
+    # A second run that crashed after its step-4 checkpoint: it has that checkpoint, a
+    # half-written step_6.tmp and a step_5 folder without its state file; 'latest' skips both.
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step_4", resumed_dir / "checkpoints" / "step_4")
+    (resumed_dir / "checkpoints" / "step_6.tmp").mkdir()
+    (resumed_dir / "checkpoints" / "step_5").mkdir()
+    resumed = train(resumed_dir, *args, "--resume_from_checkpoint", "latest")
+    a, b = final_weights(tmp_path / "straight", 8), final_weights(resumed_dir, 8)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    assert resumed["history"][-1]["val_loss"] == straight["history"][-1]["val_loss"]
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    args = ["--maestro_dir", MAESTRO_MINI, "--max_steps", 6, "--eval_steps", 6, "--dropout", 0.0]
+    single = train(tmp_path / "single", *args, "--batch_size", 8)
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    double = train(
+        tmp_path / "double",
+        *args,
+        "--batch_size",
+        4,
+        launcher=(torchrun, "--nproc_per_node", "2", "--master_port", "29533"),
+    )
+    assert double["num_processes"] == 2 and single["num_processes"] == 1
+    first, last = single["history"][0]["val_loss"], single["history"][-1]["val_loss"]
+    assert last < first - 0.1  # both trained, and by the same amount:
+    assert double["history"][-1]["val_loss"] == pytest.approx(last, rel=1e-4)
+    assert double["history"][-1]["val_tokens"] == single["history"][-1]["val_tokens"]
+
+
+def test_fine_tuning_on_a_new_corpus(trained, tmp_path):
+    base, _ = trained
+    out = tmp_path / "pop909"
+    metrics = train(
+        out, "--init_from", base / "best", "--midi_dir", POP909, "--max_steps", 40, "--eval_steps", 20
+    )
+    curve = [h["val_loss"] for h in metrics["history"]]
+    assert curve[-1] < curve[0] - 0.1, curve
+    for name in ("tokenizer_config.json",):
+        assert json.loads((out / "best" / name).read_text()) == json.loads((base / "best" / name).read_text())
+    before = json.loads((base / "best" / "config.json").read_text())
+    after = json.loads((out / "best" / "config.json").read_text())
+    for key in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions", "model_type", "auto_map"):
+        assert before[key] == after[key]
+
+
+def test_config_file_and_argument_errors(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"maestro_dir: {MAESTRO_MINI}\nmax_steps: 2\neval_steps: 2\nbatch_size: 4\n")
+    metrics = train(tmp_path / "from_yaml", "--config", config)
+    assert [h["step"] for h in metrics["history"]] == [0, 2]
+    bad = subprocess.run(
+        [sys.executable, str(TRAIN), "--output_dir", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "exactly one of --maestro_dir" in bad.stderr
+
+
+@pytest.mark.parametrize("name", ["single_gpu", "multi_gpu", "fsdp2", "deepspeed_zero2"])
+def test_ready_made_accelerate_configs_parse(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO / "scripts" / "accelerate" / f"{name}.yaml"))
+    assert config.mixed_precision == "bf16"
+    assert config.num_processes == (1 if name == "single_gpu" else 8)
+    assert (
+        config.distributed_type.value
+        == {
+            "single_gpu": "NO",
+            "multi_gpu": "MULTI_GPU",
+            "fsdp2": "FSDP",
+            "deepspeed_zero2": "DEEPSPEED",
+        }[name]
+    )
