@@ -104,13 +104,13 @@ def tick_to_seconds(score):
     change_tick = tempos["time"][order].astype(np.float64)
     us_per_quarter = tempos["mspq"][order].astype(np.float64)
     if len(change_tick) == 0 or change_tick[0] > 0:  # MIDI's default tempo before the first change
-        change_tick = np.r_[0.0, change_tick]
-        us_per_quarter = np.r_[500_000.0, us_per_quarter]
+        change_tick = np.concatenate(([0.0], change_tick))
+        us_per_quarter = np.concatenate(([500_000.0], us_per_quarter))
     sec_per_tick = us_per_quarter / (1e6 * tpq)
-    change_sec = np.r_[0.0, np.cumsum(np.diff(change_tick) * sec_per_tick[:-1])]
-
     if len(change_tick) == 1:  # one tempo: a plain scale
-        return lambda ticks: np.asarray(ticks, np.float64) * sec_per_tick[0]
+        scale = float(sec_per_tick[0])
+        return lambda ticks: np.asarray(ticks, np.float64) * scale
+    change_sec = np.concatenate(([0.0], np.cumsum(np.diff(change_tick) * sec_per_tick[:-1])))
 
     def convert(ticks):
         ticks = np.asarray(ticks, np.float64)
@@ -131,14 +131,14 @@ def pedal_intervals(track, end_tick: int) -> tuple[np.ndarray, np.ndarray]:
     is_sustain = controls["number"] == 64
     tick = controls["time"][is_sustain].astype(np.int64)
     pressed = controls["value"][is_sustain] >= 64
-    if np.any(tick[1:] < tick[:-1]):
+    if (tick[1:] < tick[:-1]).any():
         order = np.argsort(tick, kind="stable")
         tick, pressed = tick[order], pressed[order]
-    was_pressed = np.r_[False, pressed[:-1]]
+    was_pressed = np.concatenate(([False], pressed[:-1]))
     down = tick[pressed & ~was_pressed]
     up = tick[~pressed & was_pressed]
     if len(up) < len(down):
-        up = np.r_[up, max(int(end_tick), int(down[-1]))]
+        up = np.concatenate((up, [max(int(end_tick), int(down[-1]))]))
     return down, up
 
 
@@ -324,7 +324,7 @@ class MidiTokenizer(PreTrainedTokenizer):
         clipped[:-1] = np.where(same_pitch_next, np.minimum(clipped[:-1], on_sorted[1:]), clipped[:-1])
         off[by_pitch] = clipped
         valid = off > on
-        num_dropped = len(on) - int(np.count_nonzero(valid))
+        num_dropped = len(on) - int(valid.sum())
         if num_dropped:
             on, off, pitch, velocity = on[valid], off[valid], pitch[valid], velocity[valid]
         order = np.argsort(on * NUM_PITCHES + pitch)  # keys are unique once repeats are dropped
@@ -368,18 +368,16 @@ class MidiTokenizer(PreTrainedTokenizer):
         shifts_so_far = np.cumsum(shifts_per_event)
         num_shifts = int(shifts_so_far[-1]) if num_events else 0
         special = 1 if add_special_tokens else 0
-        out = np.empty(num_events + num_shifts + 2 * special, np.int64)
-        event_pos = np.arange(special, num_events + special) + shifts_so_far
-        is_shift = np.ones(len(out), bool)
-        is_shift[event_pos] = False
-        if special:
-            out[0], out[-1] = self.bos_token_id, self.eos_token_id
-            is_shift[0] = is_shift[-1] = False
+        # Every slot starts as the longest shift; events and the last (partial) shift of each
+        # gap are then written at their computed positions.
+        out = np.full(num_events + num_shifts + 2 * special, self.time_shift_offset - 1 + self.max_time_shift)
+        event_pos = shifts_so_far + np.arange(special, num_events + special)
         out[event_pos] = token
-        shift_values = np.full(num_shifts, self.max_time_shift, np.int64)
         shifted = np.flatnonzero(delta)
-        shift_values[shifts_so_far[shifted] - 1] = (delta[shifted] - 1) % self.max_time_shift + 1
-        out[is_shift] = self.time_shift_offset - 1 + shift_values
+        out[event_pos[shifted] - 1] = self.time_shift_offset + (delta[shifted] - 1) % self.max_time_shift
+        if special:
+            out[0] = self.bos_token_id
+            out[-1] = self.eos_token_id
         return out
 
     # ------------------------------------------------------------------ ids -> MIDI
