@@ -519,9 +519,10 @@ def group_into_blocks(
     if tokenizer is None:
         raise ValueError("random_crop needs the tokenizer (padding id, augmentation)")
     features = Features({"input_ids": List(Value("int32")), "attention_mask": List(Value("int8"))})
-    kwargs = (
-        {} if isinstance(ds, IterableDataset) else {"num_proc": num_proc, "desc": f"cropping epoch {epoch}"}
-    )
+    # Windows are re-drawn every epoch: keep them in memory instead of writing a cache file each time.
+    kwargs = {"num_proc": num_proc, "desc": f"cropping epoch {epoch}", "keep_in_memory": True}
+    if isinstance(ds, IterableDataset):
+        kwargs = {}
     return ds.map(
         _crop_blocks,
         batched=True,
