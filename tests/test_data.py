@@ -275,13 +275,6 @@ def test_transposition_drops_notes_pushed_out_of_range(tokenizer):
     assert notes.pitch.tolist() == ([60 + shift, 126 + shift] if 126 + shift <= 127 else [60 + shift])
 
 
-def test_validation_blocks_are_never_augmented(maestro_tokens):
-    # concat mode has no augmentation: the same ids, every time
-    a = group_into_blocks(maestro_tokens["validation"], 128)
-    b = group_into_blocks(maestro_tokens["validation"], 128)
-    assert a["input_ids"] == b["input_ids"]
-
-
 # ---------------------------------------------------------------- streaming
 def test_streaming_equals_in_memory_and_shards_by_node(tokenizer):
     in_memory = tokenize_dataset(load_midi_folder(POP909, validation_fraction=0.2), tokenizer)
