@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from .configuration_music_transformer import PRESETS, MusicTransformerConfig
 from .generation import PerformanceGrammarLogitsProcessor, generate_ids, generate_midi
 from .modeling_music_transformer import MusicTransformerForCausalLM
-from .resources import bundled_prompts, load_default_model
+from .resources import bundled_prompts, load_default_model, load_model
 from .tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
 
 __version__ = "0.1.0"
@@ -34,4 +34,5 @@ __all__ = [
     "generate_ids",
     "generate_midi",
     "load_default_model",
+    "load_model",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from .tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
@@ -107,6 +107,23 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(blocked, float("-inf"))
 
 
+def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
+    """Per row, the time the TIME_SHIFT events of `ids` advance, in steps of time_resolution_ms."""
+    shift = ids - tokenizer.time_shift_offset
+    is_shift = (shift >= 0) & (shift < tokenizer.max_time_shift)
+    return torch.where(is_shift, shift + 1, 0).sum(dim=-1)
+
+
+class _DurationCriteria(StoppingCriteria):
+    """Stops a row once the music generated so far (earlier windows included) lasts `needed` steps."""
+
+    def __init__(self, tokenizer: MidiTokenizer, start: int, steps_before: torch.Tensor, needed: int):
+        self.tokenizer, self.start, self.steps_before, self.needed = tokenizer, start, steps_before, needed
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return time_steps(input_ids[:, self.start :], self.tokenizer) + self.steps_before >= self.needed
+
+
 class _ProgressStreamer(BaseStreamer):
     """Advances a tqdm bar by one step per generated token (the first put is the prompt)."""
 
@@ -170,6 +187,7 @@ def generate_ids(
     constrained: bool = True,
     max_polyphony: int | None = 16,
     stop_at_eos: bool = False,
+    max_seconds: float | None = None,
     progress: bool = False,
 ) -> list[list[int]]:
     """Sample token ids (prompt included), one list per sequence. See `generate_midi`."""
@@ -183,6 +201,8 @@ def generate_ids(
     prompt_ids = prompt_to_ids(prompt, tokenizer, prompt_seconds)
     rows = [list(prompt_ids) for _ in range(num_return_sequences)]
     target = len(rows[0]) + max_new_tokens
+    start = len(rows[0])
+    needed = None if max_seconds is None else max(1, round(max_seconds * 1000 / tokenizer.time_resolution_ms))
     device = next(model.parameters()).device
     finished = [False] * num_return_sequences
     bar = None
@@ -202,6 +222,10 @@ def generate_ids(
                 keep = len(rows[0]) if len(rows[0]) < context else context // 2
                 window = torch.tensor([row[-keep:] for row in rows], device=device)
                 steps = min(target - len(rows[0]), context - keep)
+                criteria = StoppingCriteriaList()
+                if needed is not None:
+                    done = time_steps(torch.tensor([row[start:] for row in rows]), tokenizer).to(device)
+                    criteria.append(_DurationCriteria(tokenizer, window.shape[1], done, needed))
                 processors = LogitsProcessorList()
                 if constrained:
                     processors.append(
@@ -220,26 +244,33 @@ def generate_ids(
                     top_p=float(top_p if top_p is not None else 1.0),
                     min_p=min_p,
                     logits_processor=processors,
+                    stopping_criteria=criteria,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=tokenizer.eos_token_id,
                     streamer=_ProgressStreamer(bar) if bar is not None else None,
                 )
-                new = out[:, window.shape[1] :].tolist()
-                for i, tokens in enumerate(new):
+                new = out[:, window.shape[1] :]
+                if new.shape[1] < steps:  # every row stopped early: pad to keep the rows aligned
+                    new = torch.nn.functional.pad(
+                        new, (0, steps - new.shape[1]), value=tokenizer.pad_token_id
+                    )
+                for i, tokens in enumerate(new.tolist()):
                     if finished[i]:
                         tokens = [tokenizer.pad_token_id] * len(tokens)
-                    elif tokenizer.eos_token_id in tokens:
-                        finished[i] = True
+                    elif tokenizer.eos_token_id in tokens or tokenizer.pad_token_id in tokens:
+                        finished[i] = True  # <eos>, or the duration was reached (generate pads after)
                     rows[i].extend(tokens)
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
-    # Cut each row after its <eos> (rows that finished early were padded to keep the batch aligned).
+    # Cut each row after its <eos> or its last event (rows that finished early were padded).
     result = []
     for row in rows:
         if tokenizer.eos_token_id in row:
             row = row[: row.index(tokenizer.eos_token_id) + 1]
+        while len(row) > start and row[-1] == tokenizer.pad_token_id:
+            row.pop()
         result.append(row[:target])
     return result
 
@@ -259,6 +290,7 @@ def generate_midi(
     constrained: bool = True,
     max_polyphony: int | None = 16,
     stop_at_eos: bool = False,
+    max_seconds: float | None = None,
     progress: bool = False,
 ):
     """Sample music and return ``symusic.Score`` objects (a list when ``num_return_sequences > 1``).
@@ -275,6 +307,8 @@ def generate_midi(
         max_polyphony: with ``constrained``, at most this many pitches sound at once.
         stop_at_eos: stop a sequence at <eos>; by default <eos> is masked so every piece has
             the requested length.
+        max_seconds: stop a sequence once its new music lasts this long (``max_new_tokens``
+            stays the hard cap; dense music needs about 40 events per second).
         progress: show a tqdm progress bar.
     """
     if model is None or tokenizer is None:
@@ -298,6 +332,7 @@ def generate_midi(
         constrained=constrained,
         max_polyphony=max_polyphony,
         stop_at_eos=stop_at_eos,
+        max_seconds=max_seconds,
         progress=progress,
     )
     scores = [tokenizer.decode_midi(row) for row in rows]
@@ -311,4 +346,5 @@ __all__ = [
     "grammar_violations",
     "prompt_to_ids",
     "sounding_pitches",
+    "time_steps",
 ]

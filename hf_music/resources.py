@@ -28,3 +28,18 @@ def load_default_model(device=None):
     model = MusicTransformerForCausalLM.from_pretrained(DEFAULT_MODEL_DIR, use_safetensors=True)
     tokenizer = MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR)
     return (model.to(device) if device else model).eval(), tokenizer
+
+
+def load_model(name_or_path: str | None = None, device=None):
+    """(model, tokenizer) from a checkpoint folder or Hub id, or the embedded default for None.
+
+    trust_remote_code=True: a checkpoint carries the code it was saved with, so one made by
+    another hf_music version loads as it was trained.
+    """
+    if name_or_path is None:
+        return load_default_model(device)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    return (model.to(device) if device else model).eval(), tokenizer

@@ -14,17 +14,7 @@ import time
 from pathlib import Path
 
 from hf_music.generation import generate_midi
-from hf_music.resources import bundled_prompts, load_default_model
-
-
-def load_model(name: str | None, device: str | None):
-    if name is None:
-        return load_default_model(device)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=True, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=True)
-    return (model.to(device) if device else model).eval(), tokenizer
+from hf_music.resources import bundled_prompts, load_model
 
 
 def main(argv=None):

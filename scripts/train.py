@@ -18,7 +18,9 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -28,9 +30,11 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+from transformers.utils import cached_file
 
 import hf_music
 from hf_music.data import Augmentation, group_into_blocks, load_maestro, load_midi_folder, tokenize_dataset
+from hf_music.hub import check_repo_id, push_to_hub
 
 # Dense bf16 peak FLOP/s by device name, for model-FLOPs utilisation.
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
@@ -57,6 +61,11 @@ def parse_args(argv=None):
     model = parser.add_argument_group("model")
     model.add_argument("--preset", default="tiny", choices=sorted(hf_music.PRESETS))
     model.add_argument(
+        "--config_overrides",
+        default=None,
+        help='change the preset, as in run_clm.py: "n_embd=256,n_layer=6,n_head=8"',
+    )
+    model.add_argument(
         "--init_from", default=None, help="folder or Hub id to fine-tune instead of a new model"
     )
     model.add_argument("--dropout", type=float, default=None, help="override the config's dropouts")
@@ -82,6 +91,11 @@ def parse_args(argv=None):
     run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder or 'latest'")
     run.add_argument("--log_steps", type=int, default=20)
     run.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
+    run.add_argument(
+        "--push_to_hub", action="store_true", help="publish the best model with its card at the end"
+    )
+    run.add_argument("--hub_model_id", default=None, help="namespace/name for --push_to_hub")
+    run.add_argument("--hub_private", action="store_true")
     args = parser.parse_args(argv)
     if args.config:
         text = Path(args.config).read_text()
@@ -99,6 +113,12 @@ def parse_args(argv=None):
     sources = [s for s in (args.maestro_dir, args.maestro_zip, args.midi_dir) if s]
     if len(sources) != 1:
         parser.error("give exactly one of --maestro_dir, --maestro_zip, --midi_dir")
+    if args.push_to_hub:
+        if not args.hub_model_id:
+            parser.error("--push_to_hub needs --hub_model_id namespace/name")
+        check_repo_id(args.hub_model_id)  # fail now, not after hours of training
+    if args.init_from and args.config_overrides:
+        parser.error("--config_overrides builds a new model; it cannot change one given by --init_from")
     return args
 
 
@@ -172,6 +192,23 @@ def evaluate(model, loader, accelerator, max_batches=None):
     }
 
 
+def training_data(args) -> list[dict]:
+    """Every corpus the model has learned from, its base model's first: a card's licence follows them."""
+    corpora = []
+    if args.init_from:
+        found = cached_file(
+            args.init_from, "training_metrics.json", _raise_exceptions_for_missing_entries=False
+        )
+        base = json.loads(Path(found).read_text()) if found else {}
+        corpora = base.get("training_data") or [{"corpus": "unknown", "name": f"base model {args.init_from}"}]
+    if args.midi_dir:
+        corpora.append({"corpus": "midi_folder", "name": Path(args.midi_dir).resolve().name})
+    else:
+        source = Path(args.maestro_dir or args.maestro_zip).name
+        corpora.append({"corpus": "maestro", "name": f"MAESTRO {args.maestro_version}", "source": source})
+    return corpora
+
+
 def export_model(accelerator, model, tokenizer, folder: Path, metrics: dict):
     """save_pretrained (safetensors, tokenizer, code files) to a temporary folder, then swap it in."""
     if not accelerator.is_main_process:
@@ -232,10 +269,12 @@ def main(argv=None):
         )
     else:
         tokenizer = hf_music.MidiTokenizer()
-        overrides = {"n_positions": max(2048, args.block_size), "vocab_size": tokenizer.vocab_size}
-        model = hf_music.MusicTransformerForCausalLM(
-            hf_music.MusicTransformerConfig.from_preset(args.preset, **overrides)
-        )
+        # Learned positions past the training block would be untrained: the context is the block.
+        overrides = {"n_positions": args.block_size, "vocab_size": tokenizer.vocab_size}
+        config = hf_music.MusicTransformerConfig.from_preset(args.preset, **overrides)
+        if args.config_overrides:
+            config.update_from_string(args.config_overrides)
+        model = hf_music.MusicTransformerForCausalLM(config)
     if args.dropout is not None:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
@@ -249,6 +288,18 @@ def main(argv=None):
 
     # ---- data
     train, validation = load_data(args, tokenizer, accelerator)
+    # Facts for the model card, exported with every best model (see hf_music/hub.py).
+    run_info = {
+        "command": shlex.join(["python", "scripts/train.py", *(sys.argv[1:] if argv is None else argv)]),
+        "num_parameters": num_params,
+        "training_data": training_data(args),
+        "train_pieces": len(train),
+        "train_tokens": sum(len(ids) for ids in train["input_ids"]),
+        "validation_pieces": len(validation),
+        "num_processes": accelerator.num_processes,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "versions": {"hf_music": hf_music.__version__, "torch": torch.__version__},
+    }
     val_blocks = group_into_blocks(validation, args.block_size).with_format("torch")
     if len(val_blocks) == 0:
         raise SystemExit(f"validation split is shorter than one block of {args.block_size} tokens")
@@ -305,6 +356,8 @@ def main(argv=None):
     def run_evaluation():
         metrics = evaluate(model, val_loader, accelerator, args.max_eval_batches)
         metrics["step"] = state["completed_steps"]
+        # Wall time over all (re)starts, evaluations included: what the card reports.
+        state["train_seconds"] = round(seconds_before + time.perf_counter() - run_started, 1)
         state["history"].append(metrics)
         accelerator.log(metrics, step=state["completed_steps"])
         accelerator.print(
@@ -313,9 +366,12 @@ def main(argv=None):
         )
         if state["best_val_loss"] is None or metrics["val_loss"] < state["best_val_loss"]:
             state["best_val_loss"] = metrics["val_loss"]
-            export_model(accelerator, model, tokenizer, output_dir / "best", {"args": vars(args), **state})
+            export_model(
+                accelerator, model, tokenizer, output_dir / "best", {"args": vars(args), **run_info, **state}
+            )
 
     # ---- train
+    run_started, seconds_before = time.perf_counter(), state.get("train_seconds", 0.0)
     model.train()
     progress = tqdm(
         total=max_steps,
@@ -396,6 +452,9 @@ def main(argv=None):
         accelerator.print(
             f"best validation loss {state['best_val_loss']:.4f} nats/token; model in {output_dir / 'best'}"
         )
+        if args.push_to_hub:  # the same code as scripts/push_to_hub.py
+            commit = push_to_hub(output_dir / "best", args.hub_model_id, private=args.hub_private)
+            accelerator.print(f"pushed to {commit.commit_url}")
     accelerator.end_training()
     return state
 

@@ -1,0 +1,162 @@
+"""Hearing and seeing a piece: General MIDI soundfont rendering and a piano-roll image.
+
+Audio goes through FluidSynth (Debian's ``libfluidsynth3`` driven by ``pyfluidsynth``) and a GM
+soundfont such as Debian's ``timgm6mb-soundfont``: symusic 0.6's own ``Synthesizer.render``
+fails to return its array with numpy 2. Both are optional: `find_soundfont` and
+`render_audio` say clearly what is missing, and MIDI output never depends on them.
+"""
+
+from __future__ import annotations
+
+import os
+import wave
+from pathlib import Path
+
+import numpy as np
+
+# Looked for in this order; HF_MUSIC_SOUNDFONT wins over all of them.
+SOUNDFONT_CANDIDATES = (
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/opt/homebrew/share/soundfonts/default.sf2",
+)
+NO_SOUNDFONT = (
+    "no General MIDI soundfont found: install one (Debian/Ubuntu: apt install timgm6mb-soundfont) "
+    "or set HF_MUSIC_SOUNDFONT to a .sf2 file"
+)
+
+
+class AudioUnavailableError(RuntimeError):
+    """Audio cannot be rendered here (no soundfont or no FluidSynth); MIDI output still works."""
+
+
+def find_soundfont() -> Path | None:
+    """The first GM soundfont present: $HF_MUSIC_SOUNDFONT, then the usual system paths."""
+    override = os.environ.get("HF_MUSIC_SOUNDFONT")
+    for candidate in ([override] if override else []) + list(SOUNDFONT_CANDIDATES):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def _note_arrays(score):
+    """(onset s, offset s, pitch, velocity) of every note of a symusic Score, numpy arrays."""
+    score = score.to("second")
+    arrays = [track.notes.numpy() for track in score.tracks if len(track.notes)]
+    if not arrays:
+        empty = np.zeros(0)
+        return empty, empty, empty.astype(int), empty.astype(int)
+    onset = np.concatenate([a["time"] for a in arrays]).astype(np.float64)
+    offset = onset + np.concatenate([a["duration"] for a in arrays]).astype(np.float64)
+    pitch = np.concatenate([a["pitch"] for a in arrays]).astype(int)
+    velocity = np.concatenate([a["velocity"] for a in arrays]).astype(int)
+    return onset, offset, pitch, velocity
+
+
+def render_audio(
+    score, sample_rate: int = 22050, soundfont: str | os.PathLike | None = None, gain: float = 0.6
+):
+    """Render a symusic Score to a mono int16 array at `sample_rate` (all notes on a GM piano).
+
+    Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
+    """
+    soundfont = Path(soundfont) if soundfont else find_soundfont()
+    if soundfont is None or not soundfont.is_file():
+        raise AudioUnavailableError(
+            NO_SOUNDFONT if soundfont is None else f"soundfont {soundfont} does not exist"
+        )
+    try:
+        import fluidsynth
+    except (ImportError, OSError) as error:  # OSError: pyfluidsynth present, libfluidsynth missing
+        raise AudioUnavailableError(
+            f"FluidSynth is not available ({error}): pip install pyfluidsynth and apt install libfluidsynth3"
+        ) from error
+
+    onset, offset, pitch, velocity = _note_arrays(score)
+    # One event list, sorted by time with note-offs first at equal times (a repeated key restrikes).
+    times = np.concatenate([offset, onset])
+    is_on = np.concatenate([np.zeros(len(offset), bool), np.ones(len(onset), bool)])
+    keys = np.concatenate([pitch, pitch])
+    velocities = np.concatenate([np.zeros(len(offset), int), velocity])
+    order = np.lexsort((is_on, times))
+    frames = np.round(times[order] * sample_rate).astype(np.int64)
+
+    synth = fluidsynth.Synth(gain=gain, samplerate=float(sample_rate))
+    try:
+        synth.program_select(0, synth.sfload(str(soundfont)), 0, 0)
+        chunks, position = [], 0
+        for frame, on, key, vel in zip(frames.tolist(), is_on[order].tolist(), keys[order].tolist(),
+                                       velocities[order].tolist(), strict=True):  # fmt: skip
+            if frame > position:
+                chunks.append(synth.get_samples(frame - position))
+                position = frame
+            if on:
+                synth.noteon(0, key, max(1, vel))
+            else:
+                synth.noteoff(0, key)
+        chunks.append(synth.get_samples(sample_rate))  # one second for the last releases to ring out
+    finally:
+        synth.delete()
+    stereo = np.concatenate(chunks).astype(np.int32).reshape(-1, 2)
+    return (stereo.sum(axis=1) // 2).astype(np.int16)
+
+
+def write_wav(samples: np.ndarray, path: str | os.PathLike, sample_rate: int = 22050) -> str:
+    """Write mono int16 samples as a WAV file; returns the path."""
+    path = os.fspath(path)
+    with wave.open(path, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+    return path
+
+
+def piano_roll(score, frames_per_second: int = 50) -> np.ndarray:
+    """A (128 pitches, frames) velocity matrix of the piece, the lowest pitch in row 0."""
+    onset, offset, pitch, velocity = _note_arrays(score)
+    end = int(np.ceil((offset.max() if len(offset) else 0) * frames_per_second)) + 1
+    roll = np.zeros((128, end), np.uint8)
+    start = np.floor(onset * frames_per_second).astype(int)
+    stop = np.maximum(start + 1, np.ceil(offset * frames_per_second).astype(int))
+    for p, a, b, v in zip(pitch.tolist(), start.tolist(), stop.tolist(), velocity.tolist(), strict=True):
+        roll[p, a:b] = np.maximum(roll[p, a:b], v)
+    return roll
+
+
+def piano_roll_figure(score, title: str | None = None, prompt_seconds: float | None = None):
+    """A matplotlib Figure of the piano roll (seconds x pitch), the prompt's end marked if given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    roll = piano_roll(score)
+    used = np.flatnonzero(roll.any(axis=1))
+    low, high = (int(used.min()) - 2, int(used.max()) + 3) if len(used) else (21, 109)
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    seconds = roll.shape[1] / 50
+    silent_white = np.ma.masked_equal(roll[low:high], 0)  # masked cells show the white axes background
+    ax.imshow(silent_white, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=127,
+              extent=(0, seconds, low - 0.5, high - 0.5), interpolation="nearest")  # fmt: skip
+    if prompt_seconds:
+        ax.axvline(prompt_seconds, color="tab:blue", linestyle="--", linewidth=1, label="end of prompt")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MIDI pitch")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = [
+    "AudioUnavailableError",
+    "find_soundfont",
+    "piano_roll",
+    "piano_roll_figure",
+    "render_audio",
+    "write_wav",
+]
