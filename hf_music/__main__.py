@@ -1,43 +1,87 @@
-"""`python -m hf_music`: the package's main job on its embedded default, offline.
+"""Generate piano music and write MIDI (and WAV) files: `python -m hf_music` or scripts/generate.py.
 
-Tokenizes a bundled MAESTRO performance into performance events, prints what it found and
-renders the events back into a MIDI file.
+    python -m hf_music --out piece.mid                     # 20 s from the embedded model, offline
+    python -m hf_music --prompt chopin_etude_op10_no9 --prompt_seconds 10 --seconds 30 --temperature 0.9
+    python -m hf_music --model user/music-transformer --num 3 --seed 0 --out runs/samples/piece.mid
+
+--model takes a checkpoint folder or a Hub id (loaded with trust_remote_code=True, so a
+checkpoint made by hf_music works even where hf_music is a different version). A WAV file is
+written next to each MIDI file when a General MIDI soundfont and FluidSynth are installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections import Counter
+from pathlib import Path
 
-from . import MidiTokenizer
-from .resources import bundled_prompts
+from .audio import AudioUnavailableError, render_audio, write_wav
+from .generation import generate_ids
+from .resources import bundled_prompts, load_model
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv=None):
     prompts = bundled_prompts()
-    parser = argparse.ArgumentParser(prog="python -m hf_music", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_music", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--midi", default=next(iter(prompts)), help=f"a MIDI path or one of: {', '.join(prompts)}"
+        "--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)"
     )
-    parser.add_argument("--out", default="hf_music_roundtrip.mid", help="where to write the re-rendered MIDI")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--prompt", default=None, help=f"MIDI file to continue, or a bundled one: {', '.join(prompts)}"
+    )
+    parser.add_argument(
+        "--prompt_seconds", type=float, default=None, help="use only the prompt's first N seconds"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of new music per piece")
+    parser.add_argument("--max_new_tokens", type=int, default=4096, help="hard cap on new events per piece")
+    parser.add_argument("--out", default="piece.mid", help="output .mid (numbered when --num > 1)")
+    parser.add_argument("--no_wav", action="store_true", help="do not render WAV files")
+    parser.add_argument("--num", type=int, default=1, help="number of pieces")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top_k", type=int, default=None)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--min_p", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--unconstrained", action="store_true", help="turn grammar-aware sampling off")
+    parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: where the model loads)")
+    return parser.parse_args(argv)
 
-    tokenizer = MidiTokenizer()
-    source = prompts.get(args.midi, args.midi)
+
+def main(argv=None) -> list[Path]:
+    args = parse_args(argv)
     started = time.perf_counter()
-    ids = tokenizer.encode_midi(source)
-    encoded = time.perf_counter()
-    tokenizer.write_midi(ids, args.out)
-    notes = tokenizer.ids_to_notes(ids)
-    kinds = Counter(token.rsplit("_", 1)[0] for token in tokenizer.convert_ids_to_tokens(ids))
+    model, tokenizer = load_model(args.model, args.device)
+    loaded = time.perf_counter()
+    rows = generate_ids(
+        model, tokenizer, prompt=bundled_prompts().get(args.prompt, args.prompt), prompt_seconds=args.prompt_seconds,
+        max_new_tokens=args.max_new_tokens, max_seconds=args.seconds, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=args.seed, num_return_sequences=args.num,
+        constrained=not args.unconstrained, progress=True,
+    )  # fmt: skip
+    generated = time.perf_counter()
+    out, written = Path(args.out), []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for i, row in enumerate(rows):
+        path = out if len(rows) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix or '.mid'}")
+        score = tokenizer.decode_midi(row)
+        score.dump_midi(str(path))
+        written.append(path)
+        print(f"wrote {path}: {score.note_num()} notes, {score.to('second').end():.1f} s, {len(row)} tokens")
+        if not args.no_wav:
+            try:
+                wav = write_wav(render_audio(score), path.with_suffix(".wav"))
+                written.append(Path(wav))
+                print(f"wrote {wav}")
+            except AudioUnavailableError as error:
+                print(f"no WAV: {error}")
+    tokens = sum(len(row) for row in rows)
     print(
-        f"{source}: {len(notes)} notes, {notes.offset.max(initial=0):.1f} s -> {len(ids)} tokens "
-        f"in {1000 * (encoded - started):.1f} ms"
+        f"model loaded in {loaded - started:.1f} s; {tokens} tokens (prompts included) in {generated - loaded:.1f} s; "
+        f"total {time.perf_counter() - started:.1f} s"
     )
-    print("events: " + ", ".join(f"{kind} {count}" for kind, count in kinds.most_common()))
-    print("first events: " + " ".join(tokenizer.convert_ids_to_tokens(ids[:12])))
-    print(f"wrote {args.out}")
+    return written
 
 
 if __name__ == "__main__":

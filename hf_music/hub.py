@@ -31,6 +31,12 @@ CHECKPOINT_FILES = (
     "special_tokens_map.json",
     "training_metrics.json",
 )
+# The model's own code, copied from the package when a checkpoint folder lacks it (trust_remote_code).
+CODE_FILES = (
+    "configuration_music_transformer.py",
+    "modeling_music_transformer.py",
+    "tokenization_music_transformer.py",
+)
 TAGS = ["music", "midi", "symbolic-music", "music-generation", "music-transformer"]
 MAESTRO_LICENSE = "cc-by-nc-sa-4.0"
 
@@ -85,9 +91,16 @@ def render_model_card(
     repo_id: str,
     evaluation: dict | None = None,
     license: str | None = None,
+    base_model: str | None = None,
+    title: str | None = None,
+    embedded: bool = False,
     template_path: str | os.PathLike = MODEL_CARD_TEMPLATE,
 ) -> ModelCard:
-    """The model card of a checkpoint, with metadata (licence, tags, model-index) and real figures."""
+    """The model card of a checkpoint, with metadata (licence, tags, model-index) and real figures.
+
+    `base_model` (a Hub id) defaults to the run's --init_from when that was a Hub id; `embedded`
+    describes the checkpoint shipped inside hf_music (loaded with `load_default_model`).
+    """
     _, config, metrics = read_checkpoint(checkpoint)
     args = metrics.get("args", {})
     training_data = metrics.get("training_data", [])
@@ -113,7 +126,9 @@ def render_model_card(
                 **common,
             ),
         ]
-    base_model = args.get("init_from")
+    init_from = args.get("init_from")
+    if base_model is None and init_from and not Path(init_from).exists():
+        base_model = init_from
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
         license=card_license(training_data, license),
@@ -122,14 +137,14 @@ def render_model_card(
         tags=TAGS,
         datasets=[dataset_id(corpus) for corpus in training_data if corpus.get("corpus") != "unknown"]
         or None,
-        base_model=base_model if base_model and not Path(base_model).exists() else None,
+        base_model=base_model,
         eval_results=eval_results,
     )
     history = metrics.get("history", [])
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),
-        model_name=repo_id.split("/")[-1],
+        model_name=title or repo_id.split("/")[-1],
         repo_id=repo_id,
         license=card_data.license,
         config=config,
@@ -143,6 +158,8 @@ def render_model_card(
         uniform_nll=math.log(config["vocab_size"]),
         train_hours=metrics.get("train_seconds", 0) / 3600,
         evaluation=evaluation,
+        base_model=base_model,
+        embedded=embedded,
     )
 
 
@@ -153,22 +170,34 @@ def assemble_repo(
     evaluation: dict | None = None,
     samples: list[str | os.PathLike] = (),
     license: str | None = None,
+    base_model: str | None = None,
+    include_code: bool = True,
+    title: str | None = None,
 ) -> Path:
-    """Write the folder that becomes the Hub repo: weights, config, tokenizer, code, card, metrics, samples."""
+    """Write the folder that becomes the Hub repo: weights, config, tokenizer, code, card, metrics, samples.
+
+    `include_code=False` leaves out the model's code files (a folder that only hf_music loads,
+    such as the checkpoint embedded in the package); `title` replaces the repo name as the card's title.
+    """
     check_repo_id(repo_id)
     folder, _, _ = read_checkpoint(checkpoint)
     out = Path(out_dir)
     if out.resolve() == folder.resolve():
         raise HubError("the repo folder must differ from the checkpoint folder")
-    card = render_model_card(folder, repo_id, evaluation=evaluation, license=license)
+    card = render_model_card(
+        folder, repo_id, evaluation=evaluation, license=license, base_model=base_model, title=title,
+        embedded=not include_code,
+    )  # fmt: skip
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    names = [n for n in CHECKPOINT_FILES if (folder / n).is_file()] + sorted(
-        p.name for p in folder.glob("*.py")
-    )
-    for name in names:
-        shutil.copy2(folder / name, out / name)
+    for name in CHECKPOINT_FILES:
+        if (folder / name).is_file():
+            shutil.copy2(folder / name, out / name)
+    if include_code:
+        package = Path(__file__).resolve().parent
+        for name in CODE_FILES:
+            shutil.copy2(folder / name if (folder / name).is_file() else package / name, out / name)
     if evaluation is not None:
         (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
     if samples:
@@ -189,6 +218,7 @@ def push_to_hub(
     evaluation: dict | None = None,
     samples: list[str | os.PathLike] = (),
     license: str | None = None,
+    base_model: str | None = None,
     token: str | None = None,
     work_dir: str | os.PathLike | None = None,
 ):
@@ -206,7 +236,7 @@ def push_to_hub(
     with tempfile.TemporaryDirectory() as tmp:
         folder = assemble_repo(
             checkpoint, Path(work_dir or tmp) / "repo", repo_id, evaluation=evaluation, samples=samples,
-            license=license,
+            license=license, base_model=base_model,
         )  # fmt: skip
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

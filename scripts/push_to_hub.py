@@ -36,6 +36,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--license", default=None, help="for models not trained on MAESTRO (which forces cc-by-nc-sa-4.0)"
     )
+    parser.add_argument("--base_model", default=None, help="Hub id of the model this one was fine-tuned from")
     parser.add_argument("--dry_run", default=None, metavar="OUT_DIR", help="only write the repo folder here")
     return parser.parse_args(argv)
 
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         if args.dry_run:
             folder = assemble_repo(
                 args.checkpoint, args.dry_run, args.repo_id, evaluation=evaluation, samples=args.samples,
-                license=args.license,
+                license=args.license, base_model=args.base_model,
             )  # fmt: skip
             files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
             print(f"dry run: wrote {len(files)} files to {folder}: {', '.join(files)}")
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
         commit = push_to_hub(
             args.checkpoint, args.repo_id, private=args.private, revision=args.revision,
             commit_message=args.commit_message, evaluation=evaluation, samples=args.samples, license=args.license,
+            base_model=args.base_model,
         )  # fmt: skip
     except (HubError, OSError) as error:
         print(f"push_to_hub: {error}", file=sys.stderr)

@@ -147,7 +147,9 @@ def build_demo() -> gr.Blocks:
                 temperature = gr.Slider(
                     0.1, 2.0, value=1.0, step=0.05, label="Temperature", elem_id="temperature"
                 )
-                seconds = gr.Slider(5, MAX_SECONDS, value=20, step=1, label="Seconds of new music")
+                seconds = gr.Slider(
+                    5, MAX_SECONDS, value=20, step=1, label="Seconds of new music", elem_id="seconds"
+                )
                 with gr.Accordion("Sampling", open=False):
                     top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k (0 = off)")
                     top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")

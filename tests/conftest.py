@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,49 @@ def tokenizer():
     from hf_music import MidiTokenizer
 
     return MidiTokenizer()
+
+
+LOAD_WITHOUT_HF_MUSIC = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class BlockHfMusic(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "hf_music" or name.startswith("hf_music."):
+                raise ImportError("hf_music is blocked in this process")
+
+    sys.meta_path.insert(0, BlockHfMusic())
+    try:
+        import hf_music  # noqa: F401
+        raise SystemExit("hf_music was importable")
+    except ImportError:
+        pass
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, out = sys.argv[1], sys.argv[2]
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, use_safetensors=True)
+    torch.manual_seed(0)
+    ids = model.generate(torch.tensor([[tokenizer.bos_token_id]]), max_new_tokens=64)
+    tokenizer.write_midi(ids[0], out)
+    print(type(config).__module__, type(model).__name__, type(tokenizer).__name__, len(ids[0]))
+    """
+)
+
+
+def run_without_hf_music(folder, out_file):
+    """Load a checkpoint folder in a fresh process that cannot import hf_music; returns stdout."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_HF_MUSIC, str(folder), str(out_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,  # not the repository root, so the source tree is not on sys.path either
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

@@ -39,14 +39,24 @@ class FakeHub:
 
             def do_GET(self):
                 hub.requests.append(
-                    {"method": "GET", "path": self.path, "headers": dict(self.headers), "body": b""}
+                    {
+                        "method": "GET",
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": b"",
+                    }
                 )
                 self._reply(404, {"error": f"fake hub: no GET {self.path}"})
 
             def do_POST(self):
                 body = self._body()
                 hub.requests.append(
-                    {"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body}
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                    }
                 )
                 parts = self.path.split("?")[0].strip("/").split("/")
                 if parts[:2] == ["api", "repos"] and parts[2] == "create":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from hf_music import (
     generate_ids,
     generate_midi,
 )
-from hf_music.generation import grammar_violations, prompt_to_ids, sounding_pitches
+from hf_music.generation import grammar_violations, prompt_to_ids, sounding_pitches, time_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,4 +198,18 @@ def test_generate_script_writes_midi(tmp_path, model, tokenizer):
     assert result.returncode == 0, result.stderr[-2000:]
     for name in ("piece_1.mid", "piece_2.mid"):
         assert MidiTokenizer().encode_midi(tmp_path / name)
-    assert "tokens/s" in result.stdout
+        with wave.open(str((tmp_path / name).with_suffix(".wav"))) as wav:  # soundfont: see test_audio.py
+            assert wav.getframerate() == 22050 and wav.getnframes() > 22050
+    assert "tokens (prompts included)" in result.stdout
+
+
+def test_max_seconds_stops_each_row_when_its_music_reaches_the_length(model, tokenizer):
+    prompt = [tokenizer.bos_token_id, tokenizer.note_on_offset + 60]
+    rows = generate_ids(model, tokenizer, prompt=prompt, max_new_tokens=2000, max_seconds=3.0, seed=0,
+                        num_return_sequences=3)  # fmt: skip
+    for row in rows:
+        new = torch.tensor(row[len(prompt) :])
+        assert time_steps(new, tokenizer) >= 300  # 3 s in 10 ms steps
+        assert time_steps(new[:-1], tokenizer) < 300  # ... reached by the very last event
+        assert tokenizer.pad_token_id not in row
+    assert len({len(row) for row in rows}) > 1  # each row stops on its own

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
+from conftest import run_without_hf_music
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from hf_music import MidiTokenizer, MusicTransformerConfig, MusicTransformerForCausalLM
@@ -100,52 +98,6 @@ def test_generation_config_defaults(checkpoint):
     assert gen["temperature"] == 1.0 and gen["top_k"] == 0 and gen["top_p"] == 1.0
     assert gen["max_new_tokens"] == 1024
     assert (gen["pad_token_id"], gen["bos_token_id"], gen["eos_token_id"]) == (0, 1, 2)
-
-
-LOAD_WITHOUT_HF_MUSIC = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockHfMusic(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name == "hf_music" or name.startswith("hf_music."):
-                raise ImportError("hf_music is blocked in this process")
-
-    sys.meta_path.insert(0, BlockHfMusic())
-    try:
-        import hf_music  # noqa: F401
-        raise SystemExit("hf_music was importable")
-    except ImportError:
-        pass
-
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    folder, out = sys.argv[1], sys.argv[2]
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, use_safetensors=True)
-    torch.manual_seed(0)
-    ids = model.generate(torch.tensor([[tokenizer.bos_token_id]]), max_new_tokens=64)
-    tokenizer.write_midi(ids[0], out)
-    print(type(config).__module__, type(model).__name__, type(tokenizer).__name__, len(ids[0]))
-    """
-)
-
-
-def run_without_hf_music(folder, out_file):
-    """Load a checkpoint folder in a fresh process that cannot import hf_music; returns stdout."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_HF_MUSIC, str(folder), str(out_file)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=folder,  # not the repository root, so the source tree is not on sys.path either
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 def test_fresh_process_without_hf_music_loads_and_generates(checkpoint, tmp_path, tokenizer):

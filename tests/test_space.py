@@ -16,8 +16,6 @@ import pytest
 import symusic
 from conftest import BAD_MIDI, REPO_ROOT
 
-from hf_music.audio import find_soundfont
-
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("HF_MUSIC_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 
@@ -52,12 +50,6 @@ def test_space_readme_front_matter_matches_the_pinned_gradio():
         "libfluidsynth3",
         "timgm6mb-soundfont",
     ]
-
-
-def test_soundfont_is_installed_where_the_suite_runs():
-    # .ci/run installs Debian's timgm6mb-soundfont, as space/packages.txt does on a Space;
-    # without it the browser test below would only see MIDI and the piano roll.
-    assert find_soundfont() is not None
 
 
 def test_browser_slider_generate_audio_midi_and_bad_upload(space):

@@ -1,0 +1,56 @@
+"""Install a trained checkpoint as the model embedded in hf_music (hf_music/assets/default_model).
+
+    python scripts/train.py --preset tiny --maestro_dir ../shared/data/maestro-mini ... --output_dir runs/default_model
+    python scripts/evaluate.py --model runs/default_model/best --maestro_dir ../shared/data/maestro-mini \\
+        --samples 16 --json runs/default_model/evaluation.json
+    python scripts/embed_default_model.py --checkpoint runs/default_model/best \\
+        --evaluation runs/default_model/evaluation.json
+
+Writes weights, config, tokenizer, generation config, training metrics, evaluation and the
+model card (CC BY-NC-SA 4.0: trained on MAESTRO), without code files: inside the package,
+hf_music itself is the code. Refuses checkpoints over --max_mb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hf_music.hub import HubError, assemble_repo
+from hf_music.resources import DEFAULT_MODEL_DIR
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--evaluation", default=None, help="JSON of scripts/evaluate.py")
+    parser.add_argument("--max_mb", type=float, default=25.0)
+    parser.add_argument("--title", default="hf_music's embedded Music Transformer")
+    args = parser.parse_args(argv)
+    weights = Path(args.checkpoint) / "model.safetensors"
+    if weights.is_file() and weights.stat().st_size > args.max_mb * 1e6:
+        print(
+            f"{weights} is {weights.stat().st_size / 1e6:.1f} MB, over --max_mb {args.max_mb}",
+            file=sys.stderr,
+        )
+        return 2
+    evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
+    try:
+        folder = assemble_repo(
+            args.checkpoint, DEFAULT_MODEL_DIR, "hf_music/default_model", evaluation=evaluation,
+            include_code=False, title=args.title,
+        )  # fmt: skip
+    except HubError as error:
+        print(f"embed_default_model: {error}", file=sys.stderr)
+        return 2
+    size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    print(f"embedded {args.checkpoint} in {folder} ({size:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Evaluate a Music Transformer on a held-out split, with yardsticks.
+
+    python scripts/evaluate.py --maestro_dir ../shared/data/maestro-mini              # embedded model
+    python scripts/evaluate.py --model runs/maestro/best --maestro_dir maestro-v3.0.0 --samples 16 \\
+        --json runs/maestro/evaluation.json
+
+Prints validation NLL (nats/token), perplexity and next-token accuracy of the model and of
+unigram and bigram models fitted on the train split, all on the same tokens (the split's
+pieces concatenated and cut into blocks of the model's context, as train.py evaluates).
+With --samples N it also generates N pieces and compares their pitch, pitch-class,
+velocity, inter-onset-interval, duration, polyphony and note-density distributions with the
+held-out pieces (overlapping area and KL, after Yang & Lerch 2020). --json writes it all
+for the model card (scripts/push_to_hub.py --evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from hf_music.data import group_into_blocks, load_maestro, load_midi_folder, tokenize_dataset
+from hf_music.evaluation import compare_features, ngram_log_probs, score_blocks
+from hf_music.generation import generate_ids
+from hf_music.resources import load_model
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)"
+    )
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--maestro_dir", help="extracted MAESTRO folder (or maestro-mini)")
+    data.add_argument("--midi_dir", help="any folder of MIDI files (split as train.py splits it)")
+    parser.add_argument("--split", default="validation", choices=["validation", "test"])
+    parser.add_argument(
+        "--validation_fraction", type=float, default=0.1, help="with --midi_dir, as in train.py"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="with --midi_dir the split seed, as in train.py")
+    parser.add_argument("--block_size", type=int, default=None, help="default: the model's context")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=0, help="generate N pieces and compare statistics")
+    parser.add_argument("--max_new_tokens", type=int, default=1024, help="length of each generated piece")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--json", default=None, help="write the results here")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    model, tokenizer = load_model(args.model, args.device)
+    if args.midi_dir:
+        raw = load_midi_folder(
+            args.midi_dir,
+            validation_fraction=args.validation_fraction,
+            test_fraction=0.1 if args.split == "test" else 0.0,
+            seed=args.seed,
+        )
+    else:
+        raw = load_maestro(args.maestro_dir)
+    if args.split not in raw:
+        raise SystemExit(f"the corpus has no {args.split} split")
+    ds = tokenize_dataset(raw, tokenizer)
+    block_size = args.block_size or model.config.n_positions
+    blocks = torch.tensor(group_into_blocks(ds[args.split], block_size)["input_ids"])
+    if len(blocks) == 0:
+        raise SystemExit(f"the {args.split} split is shorter than one block of {block_size} tokens")
+
+    unigram, bigram = ngram_log_probs(ds["train"]["input_ids"], len(tokenizer), tokenizer.pad_token_id)
+    rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size)
+    corpus = Path(args.maestro_dir or args.midi_dir).resolve().name
+    result = {
+        "model": args.model or "embedded default",
+        "corpus": corpus,
+        "split": args.split,
+        "pieces": len(ds[args.split]),
+        "tokens": tokens,
+        "block_size": block_size,
+        "language_model": rows,
+    }
+    print(
+        f"{corpus} {args.split}: {len(ds[args.split])} pieces, {tokens:,} target tokens in blocks of {block_size}"
+    )
+    print(f"{'model':<10} {'NLL nats/token':>15} {'perplexity':>11} {'accuracy':>9}")
+    for row in rows:
+        print(f"{row['name']:<10} {row['nll']:>15.4f} {row['perplexity']:>11.2f} {row['accuracy']:>9.3f}")
+
+    if args.samples:
+        ids = generate_ids(
+            model, tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+            num_return_sequences=args.samples, seed=args.seed, progress=True,
+        )  # fmt: skip
+        generated = [tokenizer.ids_to_notes(row) for row in ids]
+        reference = [tokenizer.ids_to_notes(row) for row in ds[args.split]["input_ids"]]
+        features = compare_features(reference, generated)
+        result["samples"] = {
+            "count": args.samples,
+            "max_new_tokens": args.max_new_tokens,
+            "temperature": args.temperature,
+            "features": features,
+        }
+        print(f"\n{args.samples} samples x {args.max_new_tokens} tokens vs the {args.split} pieces")
+        print(f"{'feature':<24} {'OA':>6} {'KL':>7} {'held-out':>9} {'generated':>10}")
+        for row in features:
+            print(
+                f"{row['feature']:<24} {row['overlap']:>6.3f} {row['kl']:>7.3f} "
+                f"{row['reference_mean']:>9.3f} {row['generated_mean']:>10.3f}"
+            )
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

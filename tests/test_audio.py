@@ -1,0 +1,73 @@
+"""Audio rendering (FluidSynth + GM soundfont) and the piano roll."""
+
+from __future__ import annotations
+
+import wave
+
+import numpy as np
+import pytest
+import symusic
+
+from hf_music import bundled_prompts
+from hf_music.audio import (
+    AudioUnavailableError,
+    find_soundfont,
+    piano_roll,
+    piano_roll_figure,
+    render_audio,
+    write_wav,
+)
+
+SR = 22050
+
+
+def one_note_score(pitch=60, start=0.5, end=1.5, velocity=100) -> symusic.Score:
+    score = symusic.Score(1000, ttype="second")
+    track = symusic.Track(program=0, ttype="second")
+    track.notes.append(symusic.Note(start, end - start, pitch, velocity, ttype="second"))
+    score.tracks.append(track)
+    return score
+
+
+def test_soundfont_is_installed_where_the_suite_runs():
+    # .ci/run installs Debian's timgm6mb-soundfont and libfluidsynth3, as space/packages.txt does
+    # on a Space; without them the audio tests below could not hear anything.
+    assert find_soundfont() is not None
+
+
+def test_render_audio_sounds_where_the_note_is():
+    samples = render_audio(one_note_score(), SR)
+    assert samples.dtype == np.int16
+    assert abs(len(samples) - int(2.5 * SR)) <= 1  # until the last release, plus one second of ring-out
+    rms = lambda a, b: np.sqrt(np.mean(samples[int(a * SR) : int(b * SR)].astype(float) ** 2))  # noqa: E731
+    assert rms(0.0, 0.45) < 1 and rms(0.6, 1.4) > 100  # silence before the onset, sound during the note
+    spectrum = np.abs(np.fft.rfft(samples[int(0.6 * SR) : int(1.4 * SR)]))
+    peak_hz = np.fft.rfftfreq(int(0.8 * SR), 1 / SR)[spectrum.argmax()]
+    assert min(abs(peak_hz - 261.6 * k) for k in (1, 2, 3)) < 15  # middle C or one of its harmonics
+
+
+def test_render_a_real_performance_and_write_wav(tmp_path):
+    score = symusic.Score(str(bundled_prompts()["scarlatti_sonata_k525"]))
+    samples = render_audio(score, SR)
+    last_release = max(
+        float((n["time"] + n["duration"]).max()) for n in (t.notes.numpy() for t in score.to("second").tracks)
+    )
+    assert abs(len(samples) / SR - (last_release + 1)) < 0.01
+    path = write_wav(samples, tmp_path / "piece.wav", SR)
+    with wave.open(path) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, SR)
+        assert np.array_equal(np.frombuffer(wav.readframes(wav.getnframes()), "<i2"), samples)
+
+
+def test_missing_soundfont_is_a_clear_error(tmp_path):
+    with pytest.raises(AudioUnavailableError, match="does not exist"):
+        render_audio(one_note_score(), SR, soundfont=tmp_path / "missing.sf2")
+
+
+def test_piano_roll_marks_the_note_cells():
+    roll = piano_roll(one_note_score(pitch=64, start=1.0, end=2.0, velocity=90), frames_per_second=50)
+    assert roll.shape == (128, 101)
+    assert set(np.flatnonzero(roll.any(axis=1))) == {64}
+    assert np.flatnonzero(roll[64]).tolist() == list(range(50, 100)) and roll[64, 50] == 90
+    figure = piano_roll_figure(one_note_score(), title="one note", prompt_seconds=1.0)
+    assert figure.axes[0].get_xlabel() == "seconds"

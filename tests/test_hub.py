@@ -1,0 +1,179 @@
+"""Publishing: the model card, the repo folder, and uploads to a local stand-in for the Hub.
+
+There is no network here: uploads go to tests/fake_hub.py, an HTTP server that answers the
+Hub's endpoints and records what it receives (HF_ENDPOINT points at it in a fresh process,
+since huggingface_hub reads it at import time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, run_without_hf_music
+from fake_hub import FakeHub
+from huggingface_hub import ModelCard
+
+from hf_music.hub import HubError, assemble_repo, card_license, check_repo_id, render_model_card
+from hf_music.resources import DEFAULT_MODEL_DIR
+
+CARD_TAGS = {"music", "midi", "symbolic-music", "music-generation", "music-transformer"}
+
+
+def run_script(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / script), *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run_metrics() -> dict:
+    return json.loads((DEFAULT_MODEL_DIR / "training_metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def dry_run_folder(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dry") / "repo"
+    result = run_script(
+        "push_to_hub.py", "--checkpoint", str(DEFAULT_MODEL_DIR), "--repo_id", "someone/music-transformer",
+        "--samples", str(REPO_ROOT / "hf_music" / "assets" / "prompts" / "scarlatti_sonata_k525.mid"),
+        "--dry_run", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_card_metadata_and_model_index_equal_the_run_metrics(dry_run_folder, run_metrics):
+    card = ModelCard.load(dry_run_folder / "README.md")
+    data = card.data
+    assert data.license == "cc-by-nc-sa-4.0"  # trained on MAESTRO
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
+    assert set(data.tags) >= CARD_TAGS
+    assert data.datasets == ["maestro-v3.0.0"]
+    results = {r.metric_type: r.metric_value for r in data.eval_results}
+    assert results["loss"] == round(run_metrics["best_val_loss"], 4)
+    assert results["perplexity"] == round(math.exp(run_metrics["best_val_loss"]), 2)
+    assert {r.dataset_split for r in data.eval_results} == {"validation"}
+    # The text carries the run's real arguments and figures, and the usage sections.
+    for expected in (
+        f"{run_metrics['num_parameters']:,}",
+        f"| block_size | {run_metrics['args']['block_size']} |",
+        f"| steps done | {run_metrics['completed_steps']} |",
+        f"{run_metrics['best_val_loss']:.4f} nats/token",
+        'from_pretrained("someone/music-transformer", trust_remote_code=True)',
+        "## Limitations",
+        "Music Transformer: Generating Music with Long-Term Structure",
+        "This Time with Feeling",
+        "Enabling Factorized Piano Music Modeling",
+    ):
+        assert expected in card.text, expected
+
+
+def test_dry_run_folder_has_every_file_and_loads_without_hf_music(dry_run_folder, tmp_path, tokenizer):
+    names = {p.relative_to(dry_run_folder).as_posix() for p in dry_run_folder.rglob("*") if p.is_file()}
+    assert {
+        "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
+        "training_metrics.json", "configuration_music_transformer.py", "modeling_music_transformer.py",
+        "tokenization_music_transformer.py", "samples/scarlatti_sonata_k525.mid",
+    } <= names  # fmt: skip
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in names)  # safetensors only
+    copy = shutil.copytree(dry_run_folder, tmp_path / "anywhere")
+    stdout = run_without_hf_music(copy, tmp_path / "out.mid")
+    assert stdout.split()[1:3] == ["MusicTransformerForCausalLM", "MidiTokenizer"]
+    assert len(tokenizer.ids_to_notes(tokenizer.encode_midi(tmp_path / "out.mid"))) > 0
+
+
+def test_upload_is_one_commit_with_every_file_to_a_local_stand_in_for_the_hub(dry_run_folder, tmp_path):
+    with FakeHub() as hub:
+        result = run_script(
+            "push_to_hub.py", "--checkpoint", str(DEFAULT_MODEL_DIR), "--repo_id", "someone/music-transformer",
+            "--samples", str(REPO_ROOT / "hf_music" / "assets" / "prompts" / "scarlatti_sonata_k525.mid"),
+            "--commit_message", "first upload",
+            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token", "HF_HOME": str(tmp_path)},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    creates = [r for r in hub.requests if r["path"] == "/api/repos/create"]
+    assert len(creates) == 1 and json.loads(creates[0]["body"])["name"] == "music-transformer"
+    assert creates[0]["headers"]["authorization"] == "Bearer hf_test_token"
+    assert len(hub.commits) == 1
+    commit = hub.commits[0]
+    assert (commit["repo"], commit["revision"], commit["summary"]) == (
+        "someone/music-transformer",
+        "main",
+        "first upload",
+    )
+    local = {
+        p.relative_to(dry_run_folder).as_posix(): p.read_bytes()
+        for p in dry_run_folder.rglob("*")
+        if p.is_file()
+    }
+    assert commit["files"] == local  # every file of the dry-run folder, byte for byte
+    assert "pushed to" in result.stdout
+
+
+def test_clear_errors_for_token_checkpoint_and_repo_id(tmp_path):
+    no_token = {"HF_TOKEN": "", "HF_HOME": str(tmp_path / "empty_home")}
+    result = run_script(
+        "push_to_hub.py", "--checkpoint", str(DEFAULT_MODEL_DIR), "--repo_id", "a/b", env=no_token
+    )
+    assert result.returncode == 2 and "no Hugging Face token" in result.stderr
+    result = run_script(
+        "push_to_hub.py", "--checkpoint", str(tmp_path), "--repo_id", "a/b", "--dry_run", str(tmp_path / "o")
+    )
+    assert result.returncode == 2 and f"{tmp_path} is not a checkpoint folder" in result.stderr
+    result = run_script("push_to_hub.py", "--checkpoint", str(DEFAULT_MODEL_DIR), "--repo_id", "just-a-name")
+    assert result.returncode == 2 and "must be 'namespace/name'" in result.stderr
+    with pytest.raises(HubError, match="namespace/name"):
+        check_repo_id("a/b/c")
+
+
+def test_licence_follows_maestro_and_fine_tunes_name_their_base(tmp_path):
+    maestro = [{"corpus": "maestro", "name": "MAESTRO v3.0.0"}]
+    assert card_license(maestro) == "cc-by-nc-sa-4.0"
+    assert card_license([*maestro, {"corpus": "midi_folder", "name": "pop"}]) == "cc-by-nc-sa-4.0"
+    with pytest.raises(HubError, match=r"requires cc-by-nc-sa-4\.0"):
+        card_license(maestro, "mit")
+    assert card_license([{"corpus": "midi_folder", "name": "pop"}], "mit") == "mit"
+    # A fine-tune of a Hub model: base_model in the metadata, both corpora in the card.
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "fine_tuned")
+    metrics = json.loads((folder / "training_metrics.json").read_text())
+    metrics["args"]["init_from"] = "someone/music-transformer"
+    metrics["training_data"] = [*maestro, {"corpus": "midi_folder", "name": "pop909-sample"}]
+    (folder / "training_metrics.json").write_text(json.dumps(metrics))
+    card = render_model_card(folder, "someone/pop-transformer")
+    assert card.data.base_model == "someone/music-transformer"
+    assert card.data.datasets == ["maestro-v3.0.0", "pop909-sample"]
+    assert card.data.license == "cc-by-nc-sa-4.0"
+    assert "Fine-tuned from [someone/music-transformer]" in card.text
+
+
+def test_assemble_refuses_to_overwrite_its_checkpoint():
+    with pytest.raises(HubError, match="must differ"):
+        assemble_repo(DEFAULT_MODEL_DIR, DEFAULT_MODEL_DIR, "a/b")
+
+
+def test_deploy_space_uploads_app_and_package_to_a_local_stand_in_for_the_hub(tmp_path):
+    with FakeHub() as hub:
+        result = run_script(
+            "deploy_space.py", "--space_id", "someone/music-demo", "--model_id", "someone/music-transformer",
+            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token", "HF_HOME": str(tmp_path)},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    create = json.loads(next(r for r in hub.requests if r["path"] == "/api/repos/create")["body"])
+    assert create["type"] == "space" and create["sdk"] == "gradio"
+    variables = [r for r in hub.requests if r["path"].endswith("/variables")]
+    assert json.loads(variables[0]["body"]) == {"key": "HF_MUSIC_MODEL", "value": "someone/music-transformer"}
+    (commit,) = hub.commits
+    assert commit["repo"] == "someone/music-demo"
+    files = commit["files"]
+    assert {"app.py", "README.md", "requirements.txt", "packages.txt", "hf_music/__init__.py"} <= set(files)
+    assert "hf_music/assets/default_model/model.safetensors" in files
+    assert not any("__pycache__" in name for name in files)
+    assert b"- someone/music-transformer" in files["README.md"]  # the card's `models`

@@ -1,0 +1,101 @@
+"""What ships inside the package: the embedded default model (and its card) and the demo prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+import hf_music
+from hf_music import (
+    MidiTokenizer,
+    MusicTransformerForCausalLM,
+    bundled_prompts,
+    generate_midi,
+    load_default_model,
+)
+from hf_music.resources import DEFAULT_MODEL_DIR
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    return load_default_model()
+
+
+def test_embedded_checkpoint_is_small_safetensors_without_code():
+    names = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "generation_config.json"} <= set(
+        names
+    )
+    assert {"README.md", "training_metrics.json", "evaluation.json"} <= set(names)
+    assert not [n for n in names if n.endswith((".py", ".bin", ".pt"))]  # hf_music is its code
+    assert sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()) < 25e6
+
+
+def test_embedded_model_and_tokenizer_match_the_package(default_model):
+    model, tokenizer = default_model
+    assert isinstance(model, MusicTransformerForCausalLM) and not model.training
+    package_tokenizer = MidiTokenizer()
+    assert tokenizer.get_vocab() == package_tokenizer.get_vocab()
+    for field in ("time_resolution_ms", "max_time_shift", "num_velocity_bins", "sustain_pedal"):
+        assert getattr(tokenizer, field) == getattr(package_tokenizer, field)
+    assert model.config.vocab_size == len(package_tokenizer)
+    assert (model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id) == (0, 1, 2)
+
+
+def test_seeded_sample_is_valid_midi_with_notes_over_the_requested_length(default_model, tmp_path):
+    model, tokenizer = default_model
+    score = generate_midi(model, tokenizer, max_seconds=20, seed=0, max_new_tokens=4096)
+    again = generate_midi(model, tokenizer, max_seconds=20, seed=0, max_new_tokens=4096)
+    path, again_path = tmp_path / "sample.mid", tmp_path / "again.mid"
+    score.dump_midi(str(path))
+    again.dump_midi(str(again_path))
+    assert path.read_bytes() == again_path.read_bytes()  # seeded: the same piece
+    notes = tokenizer.midi_to_notes(path)  # a valid MIDI file that reads back
+    assert len(notes) >= 40
+    # Notes spread over the 20 s: every 5 s quarter has onsets, and the music lasts about 20 s.
+    quarters = np.bincount(np.minimum(notes.onset // 5, 3).astype(int), minlength=4)
+    assert (quarters > 0).all(), quarters
+    assert 19 <= notes.offset.max() <= 23
+
+
+def test_card_states_licence_command_and_beats_the_bigram():
+    card = ModelCard.load(DEFAULT_MODEL_DIR / "README.md")
+    metrics = json.loads((DEFAULT_MODEL_DIR / "training_metrics.json").read_text())
+    evaluation = json.loads((DEFAULT_MODEL_DIR / "evaluation.json").read_text())
+    assert card.data.license == "cc-by-nc-sa-4.0"
+    assert metrics["command"].startswith("python scripts/train.py") and metrics["command"] in card.text
+    nll = {row["name"]: row["nll"] for row in evaluation["language_model"]}
+    assert nll["model"] < nll["bigram"] - 0.25 < nll["unigram"]  # a clear margin over the yardstick
+    assert f"{nll['bigram']:.4f}" in card.text and f"{nll['model']:.4f}" in card.text
+    assert {r.metric_value for r in card.data.eval_results} >= {round(metrics["best_val_loss"], 4)}
+
+
+def test_python_m_hf_music_writes_midi_and_wav_offline(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_music", "--out", str(tmp_path / "piece.mid"), "--seconds", "8", "--seed", "1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    notes = MidiTokenizer().midi_to_notes(tmp_path / "piece.mid")
+    assert len(notes) > 0 and 7 <= notes.offset.max() <= 11
+    with wave.open(str(tmp_path / "piece.wav")) as wav:
+        assert wav.getnframes() / wav.getframerate() >= 8
+    assert "wrote" in result.stdout
+
+
+def test_bundled_prompts_have_licence_and_attribution():
+    prompts = bundled_prompts()
+    assert len(prompts) == 3
+    folder = next(iter(prompts.values())).parent
+    assert "Attribution-NonCommercial-ShareAlike 4.0" in (folder / "LICENSE").read_text()
+    readme = (folder / "README.md").read_text()
+    assert all(name in readme for name in prompts)
+    assert hf_music.__version__
