@@ -34,8 +34,15 @@ def parse_args(argv=None):
     parser.add_argument(
         "--prompt_seconds", type=float, default=None, help="use only the prompt's first N seconds"
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="seconds of new music per piece")
-    parser.add_argument("--max_new_tokens", type=int, default=4096, help="hard cap on new events per piece")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="seconds of new music per piece (default 20 without --max_new_tokens)",
+    )
+    parser.add_argument(
+        "--max_new_tokens", type=int, default=None, help="new events per piece (a cap with --seconds)"
+    )
     parser.add_argument("--out", default="piece.mid", help="output .mid (numbered when --num > 1)")
     parser.add_argument("--no_wav", action="store_true", help="do not render WAV files")
     parser.add_argument("--num", type=int, default=1, help="number of pieces")
@@ -51,12 +58,13 @@ def parse_args(argv=None):
 
 def main(argv=None) -> list[Path]:
     args = parse_args(argv)
+    seconds = args.seconds if args.seconds is not None or args.max_new_tokens else 20.0
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device)
     loaded = time.perf_counter()
     rows = generate_ids(
         model, tokenizer, prompt=bundled_prompts().get(args.prompt, args.prompt), prompt_seconds=args.prompt_seconds,
-        max_new_tokens=args.max_new_tokens, max_seconds=args.seconds, temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens or 4096, max_seconds=seconds, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=args.seed, num_return_sequences=args.num,
         constrained=not args.unconstrained, progress=True,
     )  # fmt: skip

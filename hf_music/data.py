@@ -464,22 +464,40 @@ def _concat_blocks(batch, block_size: int):
     return {"input_ids": list(blocks), "attention_mask": list(np.ones_like(blocks, np.int8))}
 
 
-def _crop_blocks(batch, indices, block_size, tokenizer, augmentation, seed, epoch):
-    ids_out, masks = [], []
-    for ids, index in zip(batch["input_ids"], indices, strict=True):
+def crop_windows(
+    pieces,
+    block_size: int,
+    tokenizer: MidiTokenizer,
+    augmentation: Augmentation | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+    indices=None,
+) -> dict[str, np.ndarray]:
+    """One random window of ``block_size`` ids per piece (padded when shorter), optionally augmented.
+
+    Deterministic for (seed, epoch, piece index): ``indices`` are the pieces' positions in
+    their dataset (default 0..n-1). Returns int32 ``input_ids`` and int8 ``attention_mask``
+    arrays of shape (pieces, block_size).
+    """
+    indices = range(len(pieces)) if indices is None else indices
+    input_ids = np.full((len(pieces), block_size), tokenizer.pad_token_id, np.int32)
+    attention_mask = np.zeros((len(pieces), block_size), np.int8)
+    for row, (ids, index) in enumerate(zip(pieces, indices, strict=True)):
         rng = np.random.default_rng([seed, epoch, index])
         ids = np.asarray(ids, np.int64)
         if augmentation is not None:
             ids = augment_ids(ids, tokenizer, augmentation, rng)
         if len(ids) > block_size:
             start = int(rng.integers(0, len(ids) - block_size + 1))
-            window = ids[start : start + block_size]
-        else:
-            window = ids
-        pad = block_size - len(window)
-        ids_out.append(np.concatenate([window, np.full(pad, tokenizer.pad_token_id)]).astype(np.int32))
-        masks.append(np.concatenate([np.ones(len(window), np.int8), np.zeros(pad, np.int8)]))
-    return {"input_ids": ids_out, "attention_mask": masks}
+            ids = ids[start : start + block_size]
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def _crop_blocks(batch, indices, block_size, tokenizer, augmentation, seed, epoch):
+    windows = crop_windows(batch["input_ids"], block_size, tokenizer, augmentation, seed, epoch, indices)
+    return {name: list(array) for name, array in windows.items()}
 
 
 def group_into_blocks(
@@ -547,6 +565,7 @@ __all__ = [
     "augment_ids",
     "cache_dir",
     "corpus_statistics",
+    "crop_windows",
     "download",
     "group_into_blocks",
     "load_maestro",

@@ -344,8 +344,13 @@ class MidiTokenizer(PreTrainedTokenizer):
         group_len = 1 + vel_change
         tokens_before_group = np.zeros(n + 1, np.int64)
         np.cumsum(group_len, out=tokens_before_group[1:])
-        offs_before_group = np.searchsorted(off, on, side="right")
-        groups_before_off = np.searchsorted(on, off, side="left")
+        # Both step arrays are sorted: one stable merge (timsort sees two runs, O(n)) tells for
+        # each NOTE_ON how many NOTE_OFFs come at or before it, and for each NOTE_OFF how many
+        # groups start strictly before it (offs sort first among equal steps).
+        merged = np.empty(2 * n, np.int64)
+        merged[np.argsort(np.concatenate((off, on)), kind="stable")] = np.arange(2 * n)
+        offs_before_group = merged[n:] - np.arange(n)
+        groups_before_off = merged[:n] - np.arange(n)
         on_pos = tokens_before_group[:-1] + offs_before_group + vel_change  # NOTE_ON after its VELOCITY
         off_pos = np.arange(n) + tokens_before_group[groups_before_off]
         num_events = int(tokens_before_group[-1]) + n  # velocity + note-on tokens, then note-offs

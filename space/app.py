@@ -92,7 +92,10 @@ def compose(
 ):
     """Generate `seconds` of music; returns audio, piano roll, MIDI file, facts, ids, seed used."""
     started = time.perf_counter()
-    model, tokenizer = model_and_tokenizer()
+    try:
+        model, tokenizer = model_and_tokenizer()
+    except (OSError, ValueError) as error:  # a wrong HF_MUSIC_MODEL, no network, no embedded model
+        raise gr.Error(f"cannot load the model {MODEL_ID or '(embedded)'}: {error}", title="Model") from error
     try:
         prompt, prompt_label = choose_prompt(
             tokenizer, upload, bundled, prompt_seconds or None, continue_last, last_ids

@@ -84,14 +84,14 @@ def test_browser_slider_generate_audio_midi_and_bad_upload(space):
         browser.close()
 
 
-def test_gradio_client_two_temperatures(space):
+def test_gradio_client_two_users_at_once_with_two_temperatures(space):
     from gradio_client import Client
 
     _, url = space
-    client = Client(url, verbose=False)
-    results = {}
-    for temperature in (0.5, 1.5):
-        audio, _, midi_path, facts, seed = client.predict(
+    # Two clients (two sessions) submit at the same time; the queue runs them one after the
+    # other and each gets its own piece back.
+    jobs = {
+        temperature: Client(url, verbose=False).submit(
             temperature,
             0,
             1.0,
@@ -104,9 +104,14 @@ def test_gradio_client_two_temperatures(space):
             False,
             api_name="/compose",
         )
+        for temperature in (0.5, 1.5)
+    }
+    results = {}
+    for temperature, job in jobs.items():
+        audio, _, midi_path, facts, seed = job.result(timeout=120)
         score = symusic.Score(midi_path)
-        assert score.note_num() > 0 and 4.5 <= score.to("second").end() <= 7.5
-        assert audio and Path(audio).stat().st_size > 5 * 22050  # ~5 s of 16-bit audio
+        assert score.note_num() > 0 and 4.5 <= score.to("second").end() <= 9
+        assert audio and Path(audio).stat().st_size > 5 * 22050  # ~5 s of 16-bit audio at least
         assert seed == 7 and f"temperature {temperature:g}" in facts
         results[temperature] = Path(midi_path).read_bytes()
     assert results[0.5] != results[1.5]  # same seed, another temperature: another piece
@@ -127,3 +132,13 @@ def test_bad_midi_files_give_a_named_error_not_a_traceback(space):
     for name, message in refused.items():
         assert message.startswith(name + ": ")
     assert "no notes" in refused["no_notes.mid"] and "empty" in refused["zero_bytes.mid"]
+
+
+def test_uploads_over_the_size_cap_are_refused_by_name(space, tmp_path):
+    import gradio as gr
+
+    app, _ = space
+    big = tmp_path / "huge.mid"
+    big.write_bytes(b"MThd" + bytes(app.MAX_UPLOAD_BYTES))
+    with pytest.raises(gr.Error, match=r"huge\.mid is 1\.0 MB; the limit is 1 MB"):
+        app.compose(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(big), 0, False, None)
