@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import MAESTRO_MINI, POP909
+from fake_hub import FakeHub
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,8 +25,8 @@ TRAIN = REPO / "scripts" / "train.py"
 COMMON = ["--block_size", "256", "--report_to", "none", "--warmup_steps", "10", "--seed", "0"]
 
 
-def train(output_dir, *args, launcher=(sys.executable,), timeout=600):
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+def train(output_dir, *args, launcher=(sys.executable,), timeout=600, env=None):
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", **(env or {})}
     if launcher[0] != sys.executable:
         env["ACCELERATE_USE_CPU"] = "1"
     cmd = [*launcher, str(TRAIN), "--output_dir", str(output_dir), *COMMON, *map(str, args)]
@@ -105,11 +107,21 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 def test_fine_tuning_on_a_new_corpus(trained, tmp_path):
     base, _ = trained
     out = tmp_path / "pop909"
-    metrics = train(
-        out, "--init_from", base / "best", "--midi_dir", POP909, "--max_steps", 40, "--eval_steps", 20
-    )
+    with FakeHub() as hub:  # a local stand-in for the Hub: --push_to_hub at the end of the run
+        metrics = train(
+            out, "--init_from", base / "best", "--midi_dir", POP909, "--max_steps", 40, "--eval_steps", 20,
+            "--push_to_hub", "--hub_model_id", "someone/pop-transformer",
+            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token", "HF_HOME": str(tmp_path / "hf_home")},
+        )  # fmt: skip
     curve = [h["val_loss"] for h in metrics["history"]]
     assert curve[-1] < curve[0] - 0.1, curve
+    (commit,) = hub.commits
+    assert commit["repo"] == "someone/pop-transformer"
+    assert commit["files"]["model.safetensors"] == (out / "best" / "model.safetensors").read_bytes()
+    card = ModelCard(commit["files"]["README.md"].decode())
+    # The base model learned from MAESTRO, so its licence binds the fine-tune too.
+    assert card.data.license == "cc-by-nc-sa-4.0"
+    assert card.data.datasets == ["maestro-v3.0.0", "pop909-sample"]
     tok_before = json.loads((base / "best" / "tokenizer_config.json").read_text())
     tok_after = json.loads((out / "best" / "tokenizer_config.json").read_text())
     for key in (
