@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Looked for in this order; HF_MUSIC_SOUNDFONT wins over all of them.
+# Looked for in this order when HF_MUSIC_SOUNDFONT is not set.
 SOUNDFONT_CANDIDATES = (
     "/usr/share/sounds/sf2/TimGM6mb.sf2",
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -33,9 +33,9 @@ class AudioUnavailableError(RuntimeError):
 
 
 def find_soundfont() -> Path | None:
-    """The first GM soundfont present: $HF_MUSIC_SOUNDFONT, then the usual system paths."""
+    """The GM soundfont to use: $HF_MUSIC_SOUNDFONT when set (and only it), else the usual system paths."""
     override = os.environ.get("HF_MUSIC_SOUNDFONT")
-    for candidate in ([override] if override else []) + list(SOUNDFONT_CANDIDATES):
+    for candidate in [override] if override else SOUNDFONT_CANDIDATES:
         if Path(candidate).is_file():
             return Path(candidate)
     return None
@@ -62,7 +62,9 @@ def render_audio(
 
     Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
     """
-    soundfont = Path(soundfont) if soundfont else find_soundfont()
+    if soundfont is None:  # $HF_MUSIC_SOUNDFONT, when set, is the only choice (and named if missing)
+        soundfont = os.environ.get("HF_MUSIC_SOUNDFONT") or find_soundfont()
+    soundfont = Path(soundfont) if soundfont else None
     if soundfont is None or not soundfont.is_file():
         raise AudioUnavailableError(
             NO_SOUNDFONT if soundfont is None else f"soundfont {soundfont} does not exist"

@@ -1,7 +1,7 @@
 """A local HTTP server that stands in for the Hugging Face Hub (there is no network here).
 
 It answers the few endpoints that `create_repo` + `upload_folder` use (repo creation,
-card metadata validation, preupload, commit, Space variables), telling the client to send every file inline
+card metadata validation, branches, preupload, commit, Space variables), telling the client to send every file inline
 ("regular" upload mode), and records each request so a test can check what one commit
 carried. Start it, point HF_ENDPOINT at `server.url` in a fresh process, read `server.requests`.
 """
@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeHub:
     def __init__(self):
         self.requests: list[dict] = []  # {"method", "path", "headers", "body"}
+        self.branches: list[str] = []
         self.commits: list[dict] = []  # {"repo", "revision", "summary", "files": {path: bytes}}
         hub = self
 
@@ -84,6 +85,9 @@ class FakeHub:
                     hub.commits.append(commit)
                     url = f"{hub.url}/{commit['repo']}/commit/{'0' * 40}"
                     return self._reply(200, {"commitUrl": url, "commitOid": "0" * 40, "pullRequestUrl": None})
+                if len(parts) >= 6 and parts[0] == "api" and parts[4] == "branch":
+                    hub.branches.append("/".join(parts[5:]))
+                    return self._reply(200, {})
                 if parts == ["api", "validate-yaml"]:  # the real Hub checks README.md metadata here
                     return self._reply(200, {"errors": [], "warnings": []})
                 if len(parts) >= 5 and parts[0] == "api" and parts[4] == "variables":

@@ -59,9 +59,13 @@ def test_render_a_real_performance_and_write_wav(tmp_path):
         assert np.array_equal(np.frombuffer(wav.readframes(wav.getnframes()), "<i2"), samples)
 
 
-def test_missing_soundfont_is_a_clear_error(tmp_path):
+def test_missing_soundfont_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(AudioUnavailableError, match="does not exist"):
         render_audio(one_note_score(), SR, soundfont=tmp_path / "missing.sf2")
+    monkeypatch.setenv("HF_MUSIC_SOUNDFONT", str(tmp_path / "chosen.sf2"))  # set, but missing: no fallback
+    assert find_soundfont() is None
+    with pytest.raises(AudioUnavailableError, match=r"chosen\.sf2 does not exist"):
+        render_audio(one_note_score(), SR)
 
 
 def test_piano_roll_marks_the_note_cells():

@@ -118,6 +118,20 @@ def test_upload_is_one_commit_with_every_file_to_a_local_stand_in_for_the_hub(dr
     assert "pushed to" in result.stdout
 
 
+def test_private_upload_to_a_branch_of_a_local_stand_in_for_the_hub(tmp_path):
+    with FakeHub() as hub:
+        result = run_script(
+            "push_to_hub.py", "--checkpoint", str(DEFAULT_MODEL_DIR), "--repo_id", "someone/music-transformer",
+            "--private", "--revision", "experiment",
+            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token", "HF_HOME": str(tmp_path)},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    create = json.loads(next(r for r in hub.requests if r["path"] == "/api/repos/create")["body"])
+    assert create["visibility"] == "private"
+    assert hub.branches == ["experiment"]
+    assert [c["revision"] for c in hub.commits] == ["experiment"]
+
+
 def test_clear_errors_for_token_checkpoint_and_repo_id(tmp_path):
     no_token = {"HF_TOKEN": "", "HF_HOME": str(tmp_path / "empty_home")}
     result = run_script(

@@ -142,3 +142,13 @@ def test_uploads_over_the_size_cap_are_refused_by_name(space, tmp_path):
     big.write_bytes(b"MThd" + bytes(app.MAX_UPLOAD_BYTES))
     with pytest.raises(gr.Error, match=r"huge\.mid is 1\.0 MB; the limit is 1 MB"):
         app.compose(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(big), 0, False, None)
+
+
+def test_without_a_soundfont_the_app_still_returns_midi_and_piano_roll(space, monkeypatch, tmp_path):
+    app, _ = space
+    monkeypatch.setenv("HF_MUSIC_SOUNDFONT", str(tmp_path / "no_such.sf2"))
+    audio, figure, midi_path, facts, ids, _ = app.compose(
+        1.0, 0, 1.0, 3, 0, False, app.NO_PROMPT, None, 0, False, None
+    )
+    assert audio is None and "Audio unavailable" in facts and "no_such.sf2 does not exist" in facts
+    assert figure is not None and symusic.Score(midi_path).note_num() > 0 and len(ids) > 1
