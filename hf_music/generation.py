@@ -52,6 +52,8 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
 
     Forbids NOTE_OFF of a silent pitch and NOTE_ON of a sounding pitch, every NOTE_ON once
     ``max_polyphony`` pitches sound, <pad> and <bos> always, and <eos> unless ``allow_eos``.
+    The probability of a forbidden NOTE_OFF (NOTE_ON) moves to the allowed ones of that type, so
+    the model's rate of releases (strikes) is kept; it is dropped only when none is allowed.
     The state of each row starts from ``history`` (full id rows, for a sliding window) or from
     the first ``input_ids`` it sees, and is then updated with one token per step.
     """
@@ -95,16 +97,29 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
                 self._update(input_ids[:, column])
             self.seen = input_ids.shape[1]
         tok = self.tok
+        ons, offs = (
+            slice(tok.note_on_offset, tok.note_off_offset),
+            slice(tok.note_off_offset, tok.time_shift_offset),
+        )
         blocked = torch.zeros_like(scores, dtype=torch.bool)
-        blocked[:, tok.note_on_offset : tok.note_off_offset] = self.sounding
-        blocked[:, tok.note_off_offset : tok.time_shift_offset] = ~self.sounding
+        blocked[:, ons] = self.sounding
+        blocked[:, offs] = ~self.sounding
         if self.max_polyphony is not None:
             full = self.sounding.sum(dim=1) >= self.max_polyphony
-            blocked[:, tok.note_on_offset : tok.note_off_offset] |= full[:, None]
+            blocked[:, ons] |= full[:, None]
         blocked[:, [tok.pad_token_id, tok.bos_token_id]] = True
         if not self.allow_eos:
             blocked[:, tok.eos_token_id] = True
-        return scores.masked_fill(blocked, float("-inf"))
+        masked = scores.masked_fill(blocked, float("-inf"))
+        # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
+        # to the allowed events of the same type. A small model that means "release a key" but
+        # names a silent one then still releases one, instead of holding every note longer.
+        for part in (ons, offs):
+            total = torch.logsumexp(scores[:, part], dim=1, keepdim=True)
+            allowed = torch.logsumexp(masked[:, part], dim=1, keepdim=True)
+            shift = torch.where(torch.isfinite(allowed), total - allowed, torch.zeros_like(allowed))
+            masked[:, part] = masked[:, part] + shift
+        return masked
 
 
 def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
