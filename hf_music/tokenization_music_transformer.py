@@ -313,11 +313,10 @@ class MidiTokenizer(PreTrainedTokenizer):
             on, off, pitch, velocity = on[keep], off[keep], pitch[keep], velocity[keep]
         off = np.maximum(off, on + 1)
         # Within each pitch, in time order, a note ends no later than the next onset of that pitch.
-        if len(on) < 1 << 20 and (len(on) == 0 or on.max() < 1 << 26):
-            # Unique keys (pitch, step, file position) let the fast unstable sort keep file order.
-            by_pitch = np.argsort((pitch << 46) | (on << 20) | np.arange(len(on)))
-        else:  # over a million notes or 186 hours: the general, slower sort
-            by_pitch = np.lexsort((on, pitch))
+        # Two stable sorts (= lexsort by pitch, then step, then file order): timsort by step is
+        # fast on notes that come nearly in time order, and radix sort by an 8-bit pitch is linear.
+        by_step = np.argsort(on, kind="stable")
+        by_pitch = by_step[np.argsort(pitch[by_step].astype(np.uint8), kind="stable")]
         p_sorted, on_sorted = pitch[by_pitch], on[by_pitch]
         clipped = off[by_pitch]
         same_pitch_next = p_sorted[1:] == p_sorted[:-1]
@@ -327,7 +326,9 @@ class MidiTokenizer(PreTrainedTokenizer):
         num_dropped = len(on) - int(valid.sum())
         if num_dropped:
             on, off, pitch, velocity = on[valid], off[valid], pitch[valid], velocity[valid]
-        order = np.argsort(on * NUM_PITCHES + pitch)  # keys are unique once repeats are dropped
+        # Keys are unique once repeats are dropped; notes come nearly in time order, which timsort
+        # ("stable") sorts several times faster than quicksort.
+        order = np.argsort(on * NUM_PITCHES + pitch, kind="stable")
         vbin = velocity[order] * self.num_velocity_bins // 128
         return on[order], off[order], pitch[order], vbin, num_dropped
 
@@ -339,7 +340,7 @@ class MidiTokenizer(PreTrainedTokenizer):
         # sorted by (off, pitch) and merged in front of the groups that start at the same step.
         vel_change = np.ones(n, bool)
         vel_change[1:] = vbin[1:] != vbin[:-1]
-        off_order = np.argsort(off * NUM_PITCHES + pitch)
+        off_order = np.argsort(off * NUM_PITCHES + pitch, kind="stable")  # nearly sorted already
         off, off_pitch = off[off_order], pitch[off_order]
         group_len = 1 + vel_change
         tokens_before_group = np.zeros(n + 1, np.int64)
