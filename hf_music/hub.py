@@ -55,6 +55,18 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def require_token(token: str | None = None) -> str:
+    """The given token, else HF_TOKEN or the `hf auth login` one; a clear error when there is none."""
+    from huggingface_hub.utils import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError(
+            "no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)"
+        )
+    return token
+
+
 def read_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, dict, dict]:
     """(folder, config, training metrics) of a save_pretrained folder, checked for safetensors weights."""
     folder = Path(checkpoint)
@@ -225,14 +237,8 @@ def push_to_hub(
     """assemble_repo, then create_repo and upload_folder in one commit. Returns the CommitInfo."""
     import tempfile
 
-    from huggingface_hub.utils import get_token
-
     check_repo_id(repo_id)
-    token = token or get_token()
-    if not token:
-        raise HubError(
-            "no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)"
-        )
+    token = require_token(token)
     with tempfile.TemporaryDirectory() as tmp:
         folder = assemble_repo(
             checkpoint, Path(work_dir or tmp) / "repo", repo_id, evaluation=evaluation, samples=samples,
@@ -283,16 +289,10 @@ def deploy_space(
     (None keeps the checkpoint embedded in hf_music). Returns the CommitInfo."""
     import tempfile
 
-    from huggingface_hub.utils import get_token
-
     check_repo_id(space_id)
     if model_id:
         check_repo_id(model_id)
-    token = token or get_token()
-    if not token:
-        raise HubError(
-            "no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)"
-        )
+    token = require_token(token)
     with tempfile.TemporaryDirectory() as tmp:
         folder = stage_space(space_dir, Path(tmp) / "space", model_id)
         api = HfApi(token=token)
@@ -318,5 +318,6 @@ __all__ = [
     "push_to_hub",
     "read_checkpoint",
     "render_model_card",
+    "require_token",
     "stage_space",
 ]
