@@ -155,10 +155,13 @@ class _ProgressStreamer(BaseStreamer):
         self.prompt_seen = False
 
 
-def prompt_to_ids(prompt, tokenizer: MidiTokenizer, prompt_seconds: float | None = None) -> list[int]:
+def prompt_to_ids(
+    prompt, tokenizer: MidiTokenizer, prompt_seconds: float | None = None, name: str | None = None
+) -> list[int]:
     """A prompt (None, MIDI path, bytes, Score or ids) as ids starting with <bos>, without <eos>.
 
-    ``prompt_seconds`` keeps only the notes of a MIDI prompt that start before that time.
+    ``prompt_seconds`` keeps only the notes of a MIDI prompt that start before that time;
+    ``name`` is how errors about MIDI bytes name them (an uploaded file's name, say).
     """
     if prompt is None:
         ids = []
@@ -169,7 +172,7 @@ def prompt_to_ids(prompt, tokenizer: MidiTokenizer, prompt_seconds: float | None
     elif isinstance(prompt, list | tuple) and all(isinstance(i, int | np.integer) for i in prompt):
         ids = [int(i) for i in prompt]
     else:
-        notes = tokenizer.midi_to_notes(prompt)
+        notes = tokenizer.midi_to_notes(prompt, name=name)
         if prompt_seconds is not None:
             keep = notes.onset < prompt_seconds
             notes = PerformanceNotes(

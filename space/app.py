@@ -64,9 +64,9 @@ def choose_prompt(tokenizer, upload_path, bundled, prompt_seconds, continue_last
     else:
         return None, "silence"
     try:
-        ids = prompt_to_ids(source, tokenizer, prompt_seconds)
-    except ValueError as error:  # MidiReadError, also from a checkpoint's own copy of the tokenizer code
-        raise PromptError(f"{label}: {error}") from error
+        ids = prompt_to_ids(source, tokenizer, prompt_seconds, name=label)
+    except ValueError as error:  # MidiReadError ("<name>: <problem>"), also from a checkpoint's own code copy
+        raise PromptError(str(error)) from error
     notes = tokenizer.ids_to_notes(ids)
     if len(notes) == 0:
         raise PromptError(f"{label}: the file has no notes to continue")

@@ -80,6 +80,7 @@ def test_browser_slider_generate_audio_midi_and_bad_upload(space):
         error = page.get_by_text("not a valid MIDI file")
         expect(error.first).to_be_visible(timeout=30_000)
         expect(page.get_by_text("Traceback")).to_have_count(0)
+        page.wait_for_timeout(1000)  # let the toast finish sliding in before the screenshot
         page.screenshot(path=str(ARTIFACTS / "space_bad_upload.png"))  # the toast is fixed to the viewport
         browser.close()
 
