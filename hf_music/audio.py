@@ -130,15 +130,14 @@ def piano_roll(score, frames_per_second: int = 50) -> np.ndarray:
 
 def piano_roll_figure(score, title: str | None = None, prompt_seconds: float | None = None):
     """A matplotlib Figure of the piano roll (seconds x pitch), the prompt's end marked if given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot's: nothing global keeps it alive (a long-running Space makes thousands).
+    from matplotlib.figure import Figure
 
     roll = piano_roll(score)
     used = np.flatnonzero(roll.any(axis=1))
     low, high = (int(used.min()) - 2, int(used.max()) + 3) if len(used) else (21, 109)
-    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    fig = Figure(figsize=(10, 3.2), dpi=100)
+    ax = fig.subplots()
     seconds = roll.shape[1] / 50
     silent_white = np.ma.masked_equal(roll[low:high], 0)  # masked cells show the white axes background
     ax.imshow(silent_white, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=127,
