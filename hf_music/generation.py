@@ -130,13 +130,18 @@ def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
 
 
 class _DurationCriteria(StoppingCriteria):
-    """Stops a row once the music generated so far (earlier windows included) lasts `needed` steps."""
+    """Stops a row once the music generated so far (earlier windows included) lasts `needed` steps.
+
+    Adds only the tokens new since its last call: a whole-row sum per step would grow with the piece.
+    """
 
     def __init__(self, tokenizer: MidiTokenizer, start: int, steps_before: torch.Tensor, needed: int):
-        self.tokenizer, self.start, self.steps_before, self.needed = tokenizer, start, steps_before, needed
+        self.tokenizer, self.seen, self.steps, self.needed = tokenizer, start, steps_before.clone(), needed
 
     def __call__(self, input_ids, scores, **kwargs):
-        return time_steps(input_ids[:, self.start :], self.tokenizer) + self.steps_before >= self.needed
+        self.steps += time_steps(input_ids[:, self.seen :], self.tokenizer)
+        self.seen = input_ids.shape[1]
+        return self.steps >= self.needed
 
 
 class _ProgressStreamer(BaseStreamer):
@@ -208,7 +213,24 @@ def generate_ids(
     max_seconds: float | None = None,
     progress: bool = False,
 ) -> list[list[int]]:
-    """Sample token ids (prompt included), one list per sequence. See `generate_midi`."""
+    """Sample token ids (prompt included), one list per sequence.
+
+    Args:
+        model, tokenizer: a Music Transformer and its MidiTokenizer.
+        prompt: None, a MIDI path, bytes, a ``symusic.Score`` or token ids; the output continues it.
+        prompt_seconds: keep only the first seconds of a MIDI prompt.
+        max_new_tokens: events to add; beyond the model's context a sliding window keeps going.
+        temperature, top_k, top_p, min_p: sampling controls (temperature must be > 0).
+        seed: a fixed seed gives identical output (the global RNG is left untouched).
+        num_return_sequences: pieces sampled together from the same prompt.
+        constrained: grammar-aware sampling (`PerformanceGrammarLogitsProcessor`).
+        max_polyphony: with ``constrained``, at most this many pitches sound at once.
+        stop_at_eos: stop a sequence at <eos>; by default <eos> is masked so every piece has
+            the requested length.
+        max_seconds: stop a sequence once its new music lasts this long (``max_new_tokens``
+            stays the hard cap; dense music needs about 40 events per second).
+        progress: show a tqdm progress bar.
+    """
     if not temperature > 0:
         raise ValueError(
             f"temperature must be > 0, got {temperature} (use a small value such as 0.1 for near-greedy)"
@@ -293,41 +315,12 @@ def generate_ids(
     return result
 
 
-def generate_midi(
-    model=None,
-    tokenizer: MidiTokenizer | None = None,
-    prompt=None,
-    prompt_seconds: float | None = None,
-    max_new_tokens: int = 1024,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    seed: int | None = None,
-    num_return_sequences: int = 1,
-    constrained: bool = True,
-    max_polyphony: int | None = 16,
-    stop_at_eos: bool = False,
-    max_seconds: float | None = None,
-    progress: bool = False,
-):
+def generate_midi(model=None, tokenizer: MidiTokenizer | None = None, **sampling):
     """Sample music and return ``symusic.Score`` objects (a list when ``num_return_sequences > 1``).
 
-    Args:
-        model, tokenizer: a Music Transformer and its MidiTokenizer (``None`` loads the
-            embedded default model).
-        prompt: None, a MIDI path, bytes, a ``symusic.Score`` or token ids; the output continues it.
-        prompt_seconds: keep only the first seconds of a MIDI prompt.
-        max_new_tokens: events to add; beyond the model's context a sliding window keeps going.
-        temperature, top_k, top_p, min_p: sampling controls (temperature must be > 0).
-        seed: a fixed seed gives identical output (the global RNG is left untouched).
-        constrained: grammar-aware sampling (`PerformanceGrammarLogitsProcessor`).
-        max_polyphony: with ``constrained``, at most this many pitches sound at once.
-        stop_at_eos: stop a sequence at <eos>; by default <eos> is masked so every piece has
-            the requested length.
-        max_seconds: stop a sequence once its new music lasts this long (``max_new_tokens``
-            stays the hard cap; dense music needs about 40 events per second).
-        progress: show a tqdm progress bar.
+    ``model`` and ``tokenizer`` default to the embedded model; every other keyword argument is
+    one of `generate_ids` (prompt, max_new_tokens, max_seconds, temperature, top_k, top_p,
+    min_p, seed, num_return_sequences, constrained, ...).
     """
     if model is None or tokenizer is None:
         from .resources import load_default_model
@@ -335,26 +328,9 @@ def generate_midi(
         default_model, default_tokenizer = load_default_model()
         model = model if model is not None else default_model
         tokenizer = tokenizer if tokenizer is not None else default_tokenizer
-    rows = generate_ids(
-        model,
-        tokenizer,
-        prompt=prompt,
-        prompt_seconds=prompt_seconds,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        min_p=min_p,
-        seed=seed,
-        num_return_sequences=num_return_sequences,
-        constrained=constrained,
-        max_polyphony=max_polyphony,
-        stop_at_eos=stop_at_eos,
-        max_seconds=max_seconds,
-        progress=progress,
-    )
+    rows = generate_ids(model, tokenizer, **sampling)
     scores = [tokenizer.decode_midi(row) for row in rows]
-    return scores if num_return_sequences > 1 else scores[0]
+    return scores if sampling.get("num_return_sequences", 1) > 1 else scores[0]
 
 
 __all__ = [
