@@ -69,57 +69,55 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.max_polyphony = max_polyphony
         self.allow_eos = allow_eos
         self.history = history
-        self.sounding: torch.Tensor | None = None
+        # Per id: the pitch it starts or ends (column NUM_PITCHES, a scratch column, for other
+        # events) and whether it starts one. One step's update is then two lookups and a store.
+        vocab = torch.arange(len(tokenizer))
+        is_note = (vocab >= tokenizer.note_on_offset) & (vocab < tokenizer.time_shift_offset)
+        self.pitch_of = torch.where(is_note, (vocab - tokenizer.note_on_offset) % NUM_PITCHES, NUM_PITCHES)
+        self.starts = vocab < tokenizer.note_off_offset
+        self.never = [tokenizer.pad_token_id, tokenizer.bos_token_id]
+        if not allow_eos:
+            self.never.append(tokenizer.eos_token_id)
+        self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES + 1) bool: sounding pitches
+        self.rows: torch.Tensor | None = None
         self.seen = 0
 
     def _start(self, input_ids: torch.LongTensor) -> None:
         rows = self.history if self.history is not None else input_ids.tolist()
         if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
             rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
-        state = np.stack([sounding_pitches(row, self.tok) for row in rows])
-        self.sounding = torch.from_numpy(state).to(input_ids.device)
+        state = np.zeros((len(rows), NUM_PITCHES + 1), bool)
+        state[:, :NUM_PITCHES] = [sounding_pitches(row, self.tok) for row in rows]
+        self.state = torch.from_numpy(state).to(input_ids.device)
+        self.pitch_of, self.starts = self.pitch_of.to(input_ids.device), self.starts.to(input_ids.device)
+        self.rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         self.seen = input_ids.shape[1]
 
-    def _update(self, token: torch.LongTensor) -> None:
-        tok = self.tok
-        is_on = (token >= tok.note_on_offset) & (token < tok.note_off_offset)
-        is_off = (token >= tok.note_off_offset) & (token < tok.time_shift_offset)
-        pitch = ((token - tok.note_on_offset) % NUM_PITCHES).clamp(0, NUM_PITCHES - 1)
-        rows = torch.arange(token.shape[0], device=token.device)
-        current = self.sounding[rows, pitch]
-        self.sounding[rows, pitch] = torch.where(is_on, True, torch.where(is_off, False, current))
-
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.sounding is None:
+        if self.state is None:
             self._start(input_ids)
-        else:
-            for column in range(self.seen, input_ids.shape[1]):
-                self._update(input_ids[:, column])
-            self.seen = input_ids.shape[1]
-        tok = self.tok
-        ons, offs = (
-            slice(tok.note_on_offset, tok.note_off_offset),
-            slice(tok.note_off_offset, tok.time_shift_offset),
-        )
-        blocked = torch.zeros_like(scores, dtype=torch.bool)
-        blocked[:, ons] = self.sounding
-        blocked[:, offs] = ~self.sounding
+        for column in range(self.seen, input_ids.shape[1]):
+            token = input_ids[:, column]
+            self.state[self.rows, self.pitch_of[token]] = self.starts[token]
+        self.seen = input_ids.shape[1]
+        sounding = self.state[:, :NUM_PITCHES]
+        strike_blocked = sounding
         if self.max_polyphony is not None:
-            full = self.sounding.sum(dim=1) >= self.max_polyphony
-            blocked[:, ons] |= full[:, None]
-        blocked[:, [tok.pad_token_id, tok.bos_token_id]] = True
-        if not self.allow_eos:
-            blocked[:, tok.eos_token_id] = True
-        masked = scores.masked_fill(blocked, float("-inf"))
+            strike_blocked = sounding | (sounding.sum(dim=1, keepdim=True) >= self.max_polyphony)
+        # NOTE_ON and NOTE_OFF ids are one block: view them as (batch, 2 event types, 128 pitches).
+        first, last = self.tok.note_on_offset, self.tok.time_shift_offset
+        notes = scores[:, first:last].view(-1, 2, NUM_PITCHES)
+        allowed = notes.masked_fill(torch.stack((strike_blocked, ~sounding), dim=1), float("-inf"))
         # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
         # to the allowed events of the same type. A small model that means "release a key" but
         # names a silent one then still releases one, instead of holding every note longer.
-        for part in (ons, offs):
-            total = torch.logsumexp(scores[:, part], dim=1, keepdim=True)
-            allowed = torch.logsumexp(masked[:, part], dim=1, keepdim=True)
-            shift = torch.where(torch.isfinite(allowed), total - allowed, torch.zeros_like(allowed))
-            masked[:, part] = masked[:, part] + shift
-        return masked
+        total = torch.logsumexp(notes, dim=2, keepdim=True)
+        kept = torch.logsumexp(allowed, dim=2, keepdim=True)
+        shift = torch.where(kept > float("-inf"), total - kept, 0.0)
+        out = scores.clone()
+        out[:, first:last] = (allowed + shift).view(-1, 2 * NUM_PITCHES)
+        out[:, self.never] = float("-inf")
+        return out
 
 
 def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
@@ -277,7 +275,8 @@ def generate_ids(
                     window,
                     attention_mask=torch.ones_like(window),
                     max_new_tokens=steps,
-                    min_new_tokens=0 if stop_at_eos else steps,
+                    # The grammar processor already masks <eos>; transformers' own mask costs two more.
+                    min_new_tokens=None if stop_at_eos or constrained else steps,
                     do_sample=True,
                     temperature=float(temperature),
                     top_k=int(top_k or 0),

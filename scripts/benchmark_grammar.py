@@ -1,6 +1,6 @@
 """Fraction of ill-formed events in N unconstrained vs N grammar-constrained samples of a model.
 
-    python scripts/benchmark_grammar.py --model runs/tiny/best [--num 20] [--max_new_tokens 512]
+    python scripts/benchmark_grammar.py [--model runs/tiny/best] [--num 20] [--max_new_tokens 512]
 
 Ill-formed: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch, <pad>/<bos> inside a piece
 (hf_music.generation.grammar_violations). Same seeds for both settings.
@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import argparse
 
-from transformers import AutoModelForCausalLM, AutoTokenizer
-
 from hf_music.generation import generate_ids, grammar_violations
+from hf_music.resources import load_model
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    parser.add_argument(
+        "--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)"
+    )
     parser.add_argument("--num", type=int, default=20)
     parser.add_argument("--max_new_tokens", type=int, default=512)
     parser.add_argument("--temperature", type=float, default=1.0)
     args = parser.parse_args()
-    model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
+    model, tokenizer = load_model(args.model)
     print(
-        f"{args.num} samples x {args.max_new_tokens} tokens, temperature {args.temperature}, {args.model}\n"
+        f"{args.num} samples x {args.max_new_tokens} tokens, temperature {args.temperature}, {args.model or 'embedded model'}\n"
     )
     print("| sampling | ill-formed events | of generated tokens | fraction |\n|---|---:|---:|---:|")
     for constrained in (False, True):

@@ -143,6 +143,31 @@ def test_grammar_processor_masks(tokenizer):
     assert not torch.isinf(scores[tokenizer.eos_token_id])
 
 
+def test_grammar_processor_keeps_each_event_types_probability(tokenizer):
+    rows = [
+        tokenizer.convert_tokens_to_ids(["<bos>", "NOTE_ON_60", "NOTE_ON_64"]),
+        tokenizer.convert_tokens_to_ids(["<bos>", "TIME_SHIFT_10", "VELOCITY_20"]),  # silence
+    ]
+    scores = torch.randn(2, tokenizer.vocab_size, generator=torch.Generator().manual_seed(0))
+    processed = PerformanceGrammarLogitsProcessor(tokenizer, history=rows)(torch.tensor(rows), scores)
+
+    def mass(logits, first, last):
+        return torch.softmax(logits, dim=-1)[:, first:last].sum(dim=-1)
+
+    on, off, shift = tokenizer.note_on_offset, tokenizer.note_off_offset, tokenizer.time_shift_offset
+    before = torch.softmax(scores, dim=-1)
+    dropped = before[:, :on].sum(dim=-1)  # specials in both rows...
+    dropped[1] += before[1, off:shift].sum()  # ...and every NOTE_OFF of the silent row
+    # Renormalised without what is dropped, each event type keeps its share of the probability:
+    # row 0 may release only 60 and 64, and they carry all the NOTE_OFF mass.
+    for first, last in ((on, off), (shift, tokenizer.vocab_size)):
+        assert torch.allclose(mass(processed, first, last), mass(scores, first, last) / (1 - dropped))
+    assert torch.allclose(mass(processed, off, shift)[0], mass(scores, off, shift)[0] / (1 - dropped[0]))
+    allowed_offs = torch.nonzero(torch.isfinite(processed[0, off:shift])).ravel().tolist()
+    assert allowed_offs == [60, 64]
+    assert mass(processed, off, shift)[1] == 0
+
+
 def test_grammar_violations_counts(tokenizer):
     ids = tokenizer.convert_tokens_to_ids(
         ["<bos>", "NOTE_OFF_50", "NOTE_ON_60", "NOTE_ON_60", "NOTE_OFF_60", "NOTE_OFF_60", "<pad>"]
