@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from datasets import DatasetDict
 
 from hf_music.data import group_into_blocks, load_maestro, load_midi_folder, tokenize_dataset
 from hf_music.evaluation import compare_features, ngram_log_probs, score_blocks
@@ -68,7 +69,8 @@ def main(argv=None) -> dict:
         raw = load_maestro(args.maestro_dir)
     if args.split not in raw:
         raise SystemExit(f"the corpus has no {args.split} split")
-    ds = tokenize_dataset(raw, tokenizer)
+    # Only the n-grams' train split and the scored split are needed.
+    ds = tokenize_dataset(DatasetDict({name: raw[name] for name in ("train", args.split)}), tokenizer)
     block_size = args.block_size or model.config.n_positions
     blocks = torch.tensor(group_into_blocks(ds[args.split], block_size)["input_ids"])
     if len(blocks) == 0:
