@@ -51,7 +51,8 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
     """Masks events that make no sense given the pitches sounding now.
 
     Forbids NOTE_OFF of a silent pitch and NOTE_ON of a sounding pitch, every NOTE_ON once
-    ``max_polyphony`` pitches sound, <pad> and <bos> always, and <eos> unless ``allow_eos``.
+    ``max_polyphony`` pitches sound, <pad>, <bos> and ids past the tokenizer's vocabulary always,
+    and <eos> unless ``allow_eos``.
     The probability of a forbidden NOTE_OFF (NOTE_ON) moves to the allowed ones of that type, so
     the model's rate of releases (strikes) is kept; it is dropped only when none is allowed.
     The state of each row starts from ``history`` (full id rows, for a sliding window) or from
@@ -69,33 +70,34 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.max_polyphony = max_polyphony
         self.allow_eos = allow_eos
         self.history = history
-        # Per id: the pitch it starts or ends (column NUM_PITCHES, a scratch column, for other
-        # events) and whether it starts one. One step's update is then two lookups and a store.
-        vocab = torch.arange(len(tokenizer))
-        is_note = (vocab >= tokenizer.note_on_offset) & (vocab < tokenizer.time_shift_offset)
-        self.pitch_of = torch.where(is_note, (vocab - tokenizer.note_on_offset) % NUM_PITCHES, NUM_PITCHES)
-        self.starts = vocab < tokenizer.note_off_offset
         self.never = [tokenizer.pad_token_id, tokenizer.bos_token_id]
         if not allow_eos:
             self.never.append(tokenizer.eos_token_id)
         self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES + 1) bool: sounding pitches
-        self.rows: torch.Tensor | None = None
+        self.rows = self.pitch_of = self.starts = None
         self.seen = 0
 
-    def _start(self, input_ids: torch.LongTensor) -> None:
+    def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
+        tok, device = self.tok, input_ids.device
+        # Per id (a model's vocabulary may be padded past the tokenizer's): the pitch it starts or
+        # ends, column NUM_PITCHES (scratch) for other ids, and whether it starts one. One step's
+        # update is then two lookups and a store.
+        vocab = torch.arange(max(vocab_size, len(tok)), device=device)
+        is_note = (vocab >= tok.note_on_offset) & (vocab < tok.time_shift_offset)
+        self.pitch_of = torch.where(is_note, (vocab - tok.note_on_offset) % NUM_PITCHES, NUM_PITCHES)
+        self.starts = vocab < tok.note_off_offset
         rows = self.history if self.history is not None else input_ids.tolist()
         if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
             rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
         state = np.zeros((len(rows), NUM_PITCHES + 1), bool)
         state[:, :NUM_PITCHES] = [sounding_pitches(row, self.tok) for row in rows]
-        self.state = torch.from_numpy(state).to(input_ids.device)
-        self.pitch_of, self.starts = self.pitch_of.to(input_ids.device), self.starts.to(input_ids.device)
-        self.rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        self.state = torch.from_numpy(state).to(device)
+        self.rows = torch.arange(input_ids.shape[0], device=device)
         self.seen = input_ids.shape[1]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.state is None:
-            self._start(input_ids)
+            self._start(input_ids, scores.shape[-1])
         for column in range(self.seen, input_ids.shape[1]):
             token = input_ids[:, column]
             self.state[self.rows, self.pitch_of[token]] = self.starts[token]
@@ -117,6 +119,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         out = scores.clone()
         out[:, first:last] = (allowed + shift).view(-1, 2 * NUM_PITCHES)
         out[:, self.never] = float("-inf")
+        out[:, len(self.tok) :] = float("-inf")  # ids of a padded vocabulary mean nothing
         return out
 
 

@@ -141,6 +141,16 @@ def test_grammar_processor_masks(tokenizer):
     scores = capped(ids, torch.zeros(1, tokenizer.vocab_size))[0]
     assert not torch.isinf(scores[tokenizer.convert_tokens_to_ids("NOTE_ON_61")])  # nothing sounds now
     assert not torch.isinf(scores[tokenizer.eos_token_id])
+    # a model vocabulary padded past the tokenizer's: the extra ids are masked, and one in the input
+    # (an unconstrained sample) leaves the state alone
+    padded = PerformanceGrammarLogitsProcessor(tokenizer, max_polyphony=None, history=history)
+    ids = torch.tensor(history)
+    padded(ids, torch.zeros(1, tokenizer.vocab_size + 9))
+    scores = padded(torch.cat([ids, torch.tensor([[tokenizer.vocab_size + 4]])], dim=1), torch.zeros(1, 400))[
+        0
+    ]
+    assert torch.isinf(scores[tokenizer.vocab_size :]).all()
+    assert torch.isinf(scores[tokenizer.convert_tokens_to_ids("NOTE_ON_60")])  # 60 still sounds
 
 
 def test_grammar_processor_keeps_each_event_types_probability(tokenizer):
