@@ -304,7 +304,7 @@ def load_midi_folder(
         split_files = by_split.get(split, [])
         if not split_files:
             raise ValueError(
-                f"{root}: no file fell into the {split} split ({len(files)} files); raise its fraction"
+                f"{root}: no file fell into the {split} split ({len(files)} files); raise its fraction or change the seed"
             )
         gen_kwargs = {"root": str(root), "files": split_files, "stamp": _stamp(root / f for f in split_files)}
         splits[split] = _from_rows(_folder_rows, gen_kwargs, FOLDER_FEATURES, streaming, num_proc)
@@ -327,7 +327,11 @@ class TokenizationReport:
             f"tokenized {self.files} files: {self.seconds / 3600:.2f} h, {self.notes:,} notes, "
             f"{self.tokens:,} tokens; skipped {len(self.skipped)} bad file(s)"
         )
-        return line + "".join(f"\n  skipped {name}: {reason}" for name, reason in self.skipped)
+        # A MidiReadError names its file already.
+        return line + "".join(
+            f"\n  skipped {reason if reason.startswith(name) else f'{name}: {reason}'}"
+            for name, reason in self.skipped
+        )
 
 
 def _tokenize_batch(batch, tokenizer: MidiTokenizer):
