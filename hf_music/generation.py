@@ -70,11 +70,8 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.max_polyphony = max_polyphony
         self.allow_eos = allow_eos
         self.history = history
-        self.never = [tokenizer.pad_token_id, tokenizer.bos_token_id]
-        if not allow_eos:
-            self.never.append(tokenizer.eos_token_id)
         self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES + 1) bool: sounding pitches
-        self.rows = self.pitch_of = self.starts = None
+        self.rows = self.pitch_of = self.starts = self.never = None
         self.seen = 0
 
     def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
@@ -86,6 +83,8 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         is_note = (vocab >= tok.note_on_offset) & (vocab < tok.time_shift_offset)
         self.pitch_of = torch.where(is_note, (vocab - tok.note_on_offset) % NUM_PITCHES, NUM_PITCHES)
         self.starts = vocab < tok.note_off_offset
+        never = [tok.pad_token_id, tok.bos_token_id] + ([] if self.allow_eos else [tok.eos_token_id])
+        self.never = torch.tensor(never, device=device)  # on the device: no copy per step
         rows = self.history if self.history is not None else input_ids.tolist()
         if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
             rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
