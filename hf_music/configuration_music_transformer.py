@@ -39,8 +39,8 @@ class MusicTransformerConfig(GPT2Config):
     eos_token_id: int | list[int] | None = 2
     pad_token_id: int | None = 0
     tie_word_embeddings: bool = True
-    # The tanh GELU of GPT-2 ("gelu_new") as one fused kernel: same values (within 3e-7), and a
-    # quarter less time per generated token for the tiny preset on CPU.
+    # The tanh GELU of GPT-2 ("gelu_new") as one fused kernel: same values (within 3e-7), one op
+    # instead of eight (tiny preset on CPU: 546 against 520 generated tokens/s).
     activation_function: str = "gelu_pytorch_tanh"
 
     @classmethod
