@@ -377,21 +377,7 @@ def _tokenize_split(ds, tokenizer, num_proc, keep_midi, name):
     features = Features({k: v for k, v in ds.features.items() if k not in drop})
     features["input_ids"] = List(Value("int32"))
     features["error"] = Value("string")
-    if isinstance(ds, IterableDataset):
-
-        def keep_good(example):
-            if example["error"]:
-                logger.warning("skipped %s", example["error"])
-            return not example["error"]
-
-        mapped = ds.map(
-            _tokenize_batch,
-            batched=True,
-            fn_kwargs={"tokenizer": tokenizer},
-            remove_columns=drop,
-            features=features,
-        )
-        return mapped.filter(keep_good).remove_columns(["error"]), None
+    streaming = isinstance(ds, IterableDataset)
     mapped = ds.map(
         _tokenize_batch,
         batched=True,
@@ -399,9 +385,16 @@ def _tokenize_split(ds, tokenizer, num_proc, keep_midi, name):
         fn_kwargs={"tokenizer": tokenizer},
         remove_columns=drop,
         features=features,
-        num_proc=num_proc,
-        desc=f"tokenizing {name}",
+        **({} if streaming else {"num_proc": num_proc, "desc": f"tokenizing {name}"}),
     )
+    if streaming:  # lazy: bad files are logged as they are met
+
+        def keep_good(example):
+            if example["error"]:
+                logger.warning("skipped %s", example["error"])
+            return not example["error"]
+
+        return mapped.filter(keep_good).remove_columns(["error"]), None
     errors = mapped["error"]
     skipped = [(file, err) for file, err in zip(mapped["midi_filename"], errors, strict=True) if err]
     good = mapped.filter(lambda e: not e, input_columns="error") if skipped else mapped

@@ -18,15 +18,11 @@ from .tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, Performa
 
 def sounding_pitches(ids, tokenizer: MidiTokenizer) -> np.ndarray:
     """Boolean mask of the 128 pitches still sounding after the id sequence (decoder's rules)."""
-    ids = np.asarray(ids, dtype=np.int64).ravel()
-    is_on = (ids >= tokenizer.note_on_offset) & (ids < tokenizer.note_off_offset)
-    is_off = (ids >= tokenizer.note_off_offset) & (ids < tokenizer.time_shift_offset)
-    events = np.flatnonzero(is_on | is_off)
-    pitch = (ids[events] - tokenizer.note_on_offset) % NUM_PITCHES
+    _, pitch, is_on = tokenizer.note_events(ids)
     sounding = np.zeros(NUM_PITCHES, bool)
     # The last event of each pitch decides: first occurrences in the reversed sequence.
     pitches, last_from_end = np.unique(pitch[::-1], return_index=True)
-    sounding[pitches] = is_on[events][::-1][last_from_end]
+    sounding[pitches] = is_on[::-1][last_from_end]
     return sounding
 
 
@@ -34,12 +30,9 @@ def grammar_violations(ids, tokenizer: MidiTokenizer) -> int:
     """Number of ill-formed events: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch,
     and <pad>/<bos> after the first token. The decoder tolerates them; a good model avoids them."""
     ids = np.asarray(ids, dtype=np.int64).ravel()
-    is_on = (ids >= tokenizer.note_on_offset) & (ids < tokenizer.note_off_offset)
-    is_off = (ids >= tokenizer.note_off_offset) & (ids < tokenizer.time_shift_offset)
-    events = np.flatnonzero(is_on | is_off)
-    pitch = (ids[events] - tokenizer.note_on_offset) % NUM_PITCHES
+    events, pitch, is_on = tokenizer.note_events(ids)
     order = np.lexsort((events, pitch))
-    pitch, on = pitch[order], is_on[events][order]
+    pitch, on = pitch[order], is_on[order]
     first_of_pitch = np.r_[True, pitch[1:] != pitch[:-1]]
     previous_on = np.r_[False, on[:-1]] & ~first_of_pitch
     bad_events = int(np.count_nonzero(on & previous_on) + np.count_nonzero(~on & ~previous_on))
@@ -79,10 +72,14 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         # Per id (a model's vocabulary may be padded past the tokenizer's): the pitch it starts or
         # ends, column NUM_PITCHES (scratch) for other ids, and whether it starts one. One step's
         # update is then two lookups and a store.
-        vocab = torch.arange(max(vocab_size, len(tok)), device=device)
-        is_note = (vocab >= tok.note_on_offset) & (vocab < tok.time_shift_offset)
-        self.pitch_of = torch.where(is_note, (vocab - tok.note_on_offset) % NUM_PITCHES, NUM_PITCHES)
-        self.starts = vocab < tok.note_off_offset
+        size = max(vocab_size, len(tok))
+        ids, pitch, is_on = tok.note_events(np.arange(size))
+        pitch_of, starts = np.full(size, NUM_PITCHES), np.zeros(size, bool)
+        pitch_of[ids], starts[ids] = pitch, is_on
+        self.pitch_of, self.starts = (
+            torch.from_numpy(pitch_of).to(device),
+            torch.from_numpy(starts).to(device),
+        )
         never = [tok.pad_token_id, tok.bos_token_id] + ([] if self.allow_eos else [tok.eos_token_id])
         self.never = torch.tensor(never, device=device)  # on the device: no copy per step
         rows = self.history if self.history is not None else input_ids.tolist()

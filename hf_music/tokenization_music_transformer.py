@@ -387,6 +387,12 @@ class MidiTokenizer(PreTrainedTokenizer):
         return out
 
     # ------------------------------------------------------------------ ids -> MIDI
+    def note_events(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, pitches and is-NOTE_ON flags of the NOTE_ON / NOTE_OFF events in an id sequence."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        pos = np.flatnonzero((ids >= self.note_on_offset) & (ids < self.time_shift_offset))
+        return pos, (ids[pos] - self.note_on_offset) % NUM_PITCHES, ids[pos] < self.note_off_offset
+
     def ids_to_notes(self, ids) -> PerformanceNotes:
         """Decode any id sequence into notes (seconds). Never raises on content.
 
@@ -406,16 +412,12 @@ class MidiTokenizer(PreTrainedTokenizer):
             last_velocity_pos >= 0, ids[np.maximum(last_velocity_pos, 0)] - self.velocity_offset, default_bin
         )
 
-        is_on = (ids >= self.note_on_offset) & (ids < self.note_off_offset)
-        is_note_event = is_on | ((ids >= self.note_off_offset) & (ids < self.time_shift_offset))
-        pos = np.flatnonzero(is_note_event)
-        pitch = (ids[pos] - self.note_on_offset) % NUM_PITCHES
+        pos, pitch, is_on = self.note_events(ids)
         # Each NOTE_ON sounds until the next NOTE_ON/NOTE_OFF of the same pitch, else until the end.
         order = np.lexsort((pos, pitch))
-        pos, pitch = pos[order], pitch[order]
+        pos, pitch, starts_note = pos[order], pitch[order], is_on[order]
         has_next = np.r_[pitch[1:] == pitch[:-1], False]
         end = np.where(has_next, np.r_[steps[pos[1:]], 0], end_step)
-        starts_note = is_on[pos]
         start, end, pitch, note_pos = (
             steps[pos][starts_note],
             end[starts_note],
