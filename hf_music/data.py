@@ -35,7 +35,8 @@ from datasets import (
     Value,
 )
 
-from .tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
+from .tokenization_music_transformer import MidiReadError, MidiTokenizer
+from .windows import Augmentation
 
 logger = logging.getLogger(__name__)
 
@@ -421,27 +422,6 @@ def corpus_statistics(ds: Dataset, tokenizer: MidiTokenizer) -> dict:
 
 
 # ---------------------------------------------------------------------------- augmentation
-@dataclass
-class Augmentation:
-    """Random pitch transposition and time stretch, as the Music Transformer trained on MAESTRO.
-
-    transpose: semitones drawn uniformly from -transpose..+transpose; notes pushed out of
-        0..127 are dropped. stretches: time factors drawn uniformly from this tuple.
-    """
-
-    transpose: int = 3
-    stretches: tuple[float, ...] = (0.95, 0.975, 1.0, 1.025, 1.05)
-
-    def apply(self, notes: PerformanceNotes, rng: np.random.Generator) -> PerformanceNotes:
-        shift = int(rng.integers(-self.transpose, self.transpose + 1)) if self.transpose else 0
-        stretch = float(rng.choice(self.stretches)) if self.stretches else 1.0
-        pitch = notes.pitch + shift
-        keep = (pitch >= 0) & (pitch < 128)
-        return PerformanceNotes(
-            notes.onset[keep] * stretch, notes.offset[keep] * stretch, pitch[keep], notes.velocity[keep]
-        )
-
-
 def augment_ids(
     ids, tokenizer: MidiTokenizer, augmentation: Augmentation, rng: np.random.Generator
 ) -> np.ndarray:

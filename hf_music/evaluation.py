@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from .tokenization_music_transformer import PerformanceNotes
+from .tokenization_music_transformer import MidiTokenizer, PerformanceNotes
 
 # Dirichlet smoothing of the bigram towards the unigram: how many pseudo-counts the unigram gets.
 BIGRAM_PRIOR = 1.0
@@ -35,7 +35,7 @@ def ngram_log_probs(sequences, vocab_size: int, pad_id: int = 0) -> tuple[torch.
         ids = np.asarray(ids, dtype=np.int64)
         ids = ids[ids != pad_id]
         unigram += np.bincount(ids[1:], minlength=vocab_size)
-        np.add.at(pairs, (ids[:-1], ids[1:]), 1)
+        pairs += np.bincount(ids[:-1] * vocab_size + ids[1:], minlength=vocab_size**2).reshape(pairs.shape)
     unigram[pad_id] = 0
     p_unigram = unigram / unigram.sum()
     p_bigram = (pairs + BIGRAM_PRIOR * p_unigram) / (pairs.sum(axis=1, keepdims=True) + BIGRAM_PRIOR)
@@ -45,35 +45,69 @@ def ngram_log_probs(sequences, vocab_size: int, pad_id: int = 0) -> tuple[torch.
 
 @torch.inference_mode()
 def score_blocks(
-    model, blocks: torch.Tensor, unigram: torch.Tensor, bigram: torch.Tensor, batch_size: int = 8
+    model,
+    blocks,
+    unigram: torch.Tensor,
+    bigram: torch.Tensor,
+    batch_size: int = 8,
+    first_target=None,
+    tokenizer: MidiTokenizer | None = None,
 ):
-    """NLL (nats/token), perplexity and accuracy of the model, the bigram and the unigram.
+    """NLL, perplexity and accuracy of the model, the bigram and the unigram on the same targets.
 
-    `blocks` is [N, L] ids without padding; every position after the first of a block is a target.
+    `blocks` is [N, L] ids without padding; target j of a block predicts position j + 1 from
+    the positions before it. ``first_target[i]`` (default 0) skips block i's first targets,
+    which `hf_music.windows.evaluation_blocks` uses to give every scored token a long context.
+    Each row has nats and bits per token, and, with the tokenizer, nats per second of music (the
+    TIME_SHIFTs among the targets) and per note (the NOTE_ONs). Everything runs on the model's device.
+    Returns (rows, number of targets).
     """
     device = next(model.parameters()).device
     model.eval()
-    totals = {name: {"nll": 0.0, "correct": 0} for name in ("model", "bigram", "unigram")}
-    count = 0
-    best_unigram = int(unigram.argmax())
+    blocks = torch.as_tensor(blocks)
+    first = (
+        torch.zeros(len(blocks), dtype=torch.long) if first_target is None else torch.as_tensor(first_target)
+    )
+    unigram, bigram = unigram.to(device), bigram.to(device)
+    names = ("model", "bigram", "unigram")
+    nll = torch.zeros(3, dtype=torch.float64, device=device)
+    correct = torch.zeros(3, dtype=torch.long, device=device)
+    count = steps = notes = 0
     for start in range(0, len(blocks), batch_size):
-        batch = blocks[start : start + batch_size].long()
+        batch = blocks[start : start + batch_size].to(device).long()
         inputs, targets = batch[:, :-1], batch[:, 1:]
-        logits = model(input_ids=inputs.to(device)).logits.float()
-        log_probs = torch.log_softmax(logits, dim=-1).cpu()
-        totals["model"]["nll"] -= log_probs.gather(-1, targets[..., None]).sum().item()
-        totals["model"]["correct"] += (log_probs.argmax(-1) == targets).sum().item()
-        totals["bigram"]["nll"] -= bigram[inputs, targets].sum().item()
-        totals["bigram"]["correct"] += (bigram[inputs].argmax(-1) == targets).sum().item()
-        totals["unigram"]["nll"] -= unigram[targets].sum().item()
-        totals["unigram"]["correct"] += (targets == best_unigram).sum().item()
-        count += targets.numel()
+        positions = torch.arange(targets.shape[1], device=device)
+        scored = positions[None, :] >= first[start : start + batch_size].to(device)[:, None]
+        log_probs = torch.log_softmax(model(input_ids=inputs).logits.float(), dim=-1)
+        per_model = [
+            (log_probs.gather(-1, targets[..., None])[..., 0], log_probs.argmax(-1)),
+            (bigram[inputs, targets], bigram[inputs].argmax(-1)),
+            (unigram[targets], torch.full_like(targets, int(unigram.argmax()))),
+        ]
+        for k, (target_log_probs, guess) in enumerate(per_model):
+            nll[k] -= target_log_probs[scored].double().sum()
+            correct[k] += (guess == targets)[scored].sum()
+        count += int(scored.sum())
+        if tokenizer is not None:
+            kept = targets[scored]
+            is_shift = (kept >= tokenizer.time_shift_offset) & (kept < tokenizer.velocity_offset)
+            steps += int((kept[is_shift] - tokenizer.time_shift_offset + 1).sum())
+            notes += int(((kept >= tokenizer.note_on_offset) & (kept < tokenizer.note_off_offset)).sum())
+    seconds = steps * tokenizer.time_step if tokenizer is not None else 0.0
     rows = []
-    for name, total in totals.items():
-        nll = total["nll"] / count
-        rows.append(
-            {"name": name, "nll": nll, "perplexity": math.exp(nll), "accuracy": total["correct"] / count}
-        )
+    for k, name in enumerate(names):
+        total = nll[k].item()
+        row = {
+            "name": name,
+            "nll": total / count,
+            "bits_per_token": total / count / math.log(2),
+            "perplexity": math.exp(total / count),
+            "accuracy": correct[k].item() / count,
+        }
+        if tokenizer is not None:
+            row["nats_per_second"] = total / seconds if seconds else float("nan")
+            row["nats_per_note"] = total / notes if notes else float("nan")
+        rows.append(row)
     return rows, count
 
 

@@ -1,16 +1,21 @@
-"""Tokens/s of scripts/train.py's loop against a bare PyTorch loop on the same model and batches.
+"""Training throughput: scripts/train.py's loop against a bare PyTorch loop, or a GPU sweep with MFU.
 
     python scripts/benchmark_train.py [--preset tiny] [--block_size 256] [--batch_size 8] [--steps 60]
+    python scripts/benchmark_train.py --sweep small:64 base:32 --block_size 2048 \
+        --mixed_precision bf16 --compile --dropout 0 --steps 10 --json sweep.json     # on a GPU
 
-Both do forward, backward, gradient clipping, AdamW and the LR schedule; the bare loop has no
-Accelerate, no data pipeline and no logging. train.py's figure excludes evaluation and
-checkpoint time (it reports train_tokens_per_second in metrics.json). On a GPU add
---mixed_precision bf16 (and --compile) to record tokens/s and MFU.
+Both loops do forward, backward, gradient clipping, AdamW and the LR schedule; the bare loop has
+no Accelerate, no data pipeline and no logging. train.py's figure excludes evaluation and
+checkpoint time (it reports train_tokens_per_second in metrics.json). --sweep times only the
+bare loop, as train.py sets it up on a GPU (bf16 autocast, regional torch.compile, fused AdamW,
+no attention mask so SDPA picks its flash kernel), for each PRESET:BATCH, and prints tokens/s
+and MFU: training FLOPs (hf_music.flops) over the GPU's dense bf16 peak.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -22,26 +27,90 @@ import torch
 from transformers import get_scheduler
 
 from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
+from hf_music.flops import peak_flops, training_flops_per_token
 
 REPO = Path(__file__).resolve().parents[1]
+WARMUP_STEPS = 5  # excluded from the timing: compilation and allocator warm-up
 
 
-def bare_loop(args) -> float:
+def bare_loop(args, preset: str | None = None, batch_size: int | None = None) -> float:
+    """Tokens/s of a plain training loop on random ids."""
+    preset, batch_size = preset or args.preset, batch_size or args.batch_size
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    model = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset(args.preset)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
+    overrides = {"n_positions": args.block_size}
+    if args.dropout is not None:
+        overrides.update(resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout)
+    config = MusicTransformerConfig.from_preset(preset, **overrides)
+    model = MusicTransformerForCausalLM(config).to(device).train()
+    if args.compile:
+        for block in model.transformer.h:
+            block.compile()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), fused=device == "cuda"
+    )
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=10, num_training_steps=args.steps)
-    batch = torch.randint(3, 391, (args.batch_size, args.block_size))
-    for step in range(args.steps + 5):
-        if step == 5:  # warm-up steps excluded
+    batch = torch.randint(3, 391, (batch_size, args.block_size), device=device)
+    autocast = (
+        torch.autocast(device, dtype=torch.bfloat16)
+        if args.mixed_precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    for step in range(args.steps + WARMUP_STEPS):
+        if step == WARMUP_STEPS:
+            if device == "cuda":
+                torch.cuda.synchronize()
             started = time.perf_counter()
-        loss = model(input_ids=batch, labels=batch).loss
+        with autocast:
+            loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-        optimizer.zero_grad()
-    return args.steps * args.batch_size * args.block_size / (time.perf_counter() - started)
+        optimizer.zero_grad(set_to_none=True)
+    loss.item()  # waits for the GPU
+    return args.steps * batch_size * args.block_size / (time.perf_counter() - started)
+
+
+def sweep(args) -> list[dict]:
+    """Tokens/s and MFU of the bare loop for each PRESET:BATCH, one table row each."""
+    device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    peak = peak_flops(device_name)
+    rows = []
+    print(
+        "| preset | parameters | batch x context | tokens/s | TFLOP/s | MFU | device |\n|---|---:|---:|---:|---:|---:|---|"
+    )
+    for spec in args.sweep:
+        preset, _, batch = spec.partition(":")
+        batch_size = int(batch or args.batch_size)
+        config = MusicTransformerConfig.from_preset(preset, n_positions=args.block_size)
+        params = MusicTransformerForCausalLM(config).num_parameters()
+        started = time.perf_counter()
+        try:
+            tokens_per_second = bare_loop(args, preset, batch_size)
+        except torch.OutOfMemoryError:
+            print(
+                f"| {preset} | {params:,} | {batch_size} x {args.block_size} | out of memory | | | {device_name} |"
+            )
+            continue
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        flops = training_flops_per_token(config, args.block_size) * tokens_per_second
+        row = {
+            "preset": preset, "parameters": params, "batch_size": batch_size, "block_size": args.block_size,
+            "tokens_per_second": tokens_per_second, "tflops": flops / 1e12, "mfu": flops / peak if peak else None,
+            "device": device_name, "peak_flops": peak, "mixed_precision": args.mixed_precision,
+            "compile": args.compile, "dropout": args.dropout, "seconds_with_compile": time.perf_counter() - started,
+        }  # fmt: skip
+        rows.append(row)
+        mfu = f"{100 * row['mfu']:.1f}%" if peak else "n/a"
+        print(
+            f"| {preset} | {params:,} | {batch_size} x {args.block_size} | {tokens_per_second:,.0f} | "
+            f"{row['tflops']:.1f} | {mfu} | {device_name} |",
+            flush=True,
+        )
+    return rows
 
 
 def script_loop(args) -> float:
@@ -63,10 +132,18 @@ def main():
     parser.add_argument("--block_size", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--mixed_precision", default="no")
+    parser.add_argument("--mixed_precision", default="no", choices=["no", "bf16"])
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--dropout", type=float, default=None, help="override the presets' dropout")
+    parser.add_argument("--sweep", nargs="+", default=None, metavar="PRESET:BATCH", help="bare loop only")
+    parser.add_argument("--json", default=None, help="with --sweep: write the rows here")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "maestro-mini")
     args = parser.parse_args()
+    if args.sweep:
+        rows = sweep(args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return
     bare = bare_loop(args)
     script = script_loop(args)
     print(

@@ -20,13 +20,11 @@ import json
 import time
 from pathlib import Path
 
-import torch
-from datasets import DatasetDict
-
-from hf_music.data import group_into_blocks, load_maestro, load_midi_folder, tokenize_dataset
 from hf_music.evaluation import compare_features, ngram_log_probs, score_blocks
 from hf_music.generation import generate_ids
 from hf_music.resources import load_model
+from hf_music.token_pack import load_corpus
+from hf_music.windows import evaluation_blocks
 
 
 def parse_args(argv=None):
@@ -38,13 +36,21 @@ def parse_args(argv=None):
     )
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--maestro_dir", help="extracted MAESTRO folder (or maestro-mini)")
+    data.add_argument("--maestro_zip", help="maestro-v3.0.0-midi.zip")
     data.add_argument("--midi_dir", help="any folder of MIDI files (split as train.py splits it)")
-    parser.add_argument("--split", default="validation", choices=["validation", "test"])
+    data.add_argument("--tokens_file", help="a token pack from scripts/prepare_data.py")
+    parser.add_argument(
+        "--split", nargs="+", default=["validation"], choices=["validation", "test"], help="one or both"
+    )
     parser.add_argument(
         "--validation_fraction", type=float, default=0.1, help="with --midi_dir, as in train.py"
     )
     parser.add_argument("--seed", type=int, default=0, help="with --midi_dir the split seed, as in train.py")
     parser.add_argument("--block_size", type=int, default=None, help="default: the model's context")
+    parser.add_argument(
+        "--stride", type=int, default=None,
+        help="score only the last STRIDE tokens of overlapping blocks (default: contiguous blocks)",
+    )  # fmt: skip
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--samples", type=int, default=0, help="generate N pieces and compare statistics")
     parser.add_argument("--max_new_tokens", type=int, default=1024, help="length of each generated piece")
@@ -54,54 +60,60 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def print_rows(rows):
+    print(f"{'model':<10} {'nats/token':>11} {'bits/token':>11} {'perplexity':>11} {'accuracy':>9} "
+          f"{'nats/second':>12} {'nats/note':>10}")  # fmt: skip
+    for row in rows:
+        print(
+            f"{row['name']:<10} {row['nll']:>11.4f} {row['bits_per_token']:>11.4f} {row['perplexity']:>11.2f} "
+            f"{row['accuracy']:>9.3f} {row['nats_per_second']:>12.3f} {row['nats_per_note']:>10.3f}"
+        )
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device)
-    if args.midi_dir:
-        raw = load_midi_folder(
-            args.midi_dir,
-            validation_fraction=args.validation_fraction,
-            test_fraction=0.1 if args.split == "test" else 0.0,
-            seed=args.seed,
-        )
-    else:
-        raw = load_maestro(args.maestro_dir)
-    if args.split not in raw:
-        raise SystemExit(f"the corpus has no {args.split} split")
-    # Only the n-grams' train split and the scored split are needed.
-    ds = tokenize_dataset(DatasetDict({name: raw[name] for name in ("train", args.split)}), tokenizer)
+    pack = load_corpus(
+        tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
+        tokens_file=args.tokens_file, splits=("train", *args.split),
+        validation_fraction=args.validation_fraction, seed=args.seed,
+        test_fraction=0.1 if "test" in args.split and args.midi_dir else 0.0,
+    )  # fmt: skip
+    missing = [split for split in args.split if split not in pack.splits]
+    if missing:
+        raise SystemExit(f"the corpus has no {' or '.join(missing)} split")
     block_size = args.block_size or model.config.n_positions
-    blocks = torch.tensor(group_into_blocks(ds[args.split], block_size)["input_ids"])
-    if len(blocks) == 0:
-        raise SystemExit(f"the {args.split} split is shorter than one block of {block_size} tokens")
-
-    unigram, bigram = ngram_log_probs(ds["train"]["input_ids"], len(tokenizer), tokenizer.pad_token_id)
-    rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size)
-    corpus = Path(args.maestro_dir or args.midi_dir).resolve().name
+    # The yardsticks are fitted on the train split only.
+    unigram, bigram = ngram_log_probs(pack.pieces("train"), len(tokenizer), tokenizer.pad_token_id)
+    corpus = pack.info["corpus"]["name"]
     result = {
         "model": args.model or "embedded default",
         "corpus": corpus,
-        "split": args.split,
-        "pieces": len(ds[args.split]),
-        "tokens": tokens,
         "block_size": block_size,
-        "language_model": rows,
+        "stride": args.stride or block_size,
+        "splits": {},
     }
-    print(
-        f"{corpus} {args.split}: {len(ds[args.split])} pieces, {tokens:,} target tokens in blocks of {block_size}"
-    )
-    print(f"{'model':<10} {'NLL nats/token':>15} {'perplexity':>11} {'accuracy':>9}")
-    for row in rows:
-        print(f"{row['name']:<10} {row['nll']:>15.4f} {row['perplexity']:>11.2f} {row['accuracy']:>9.3f}")
-
+    for split in args.split:
+        pieces = pack.pieces(split)
+        blocks, first = evaluation_blocks(pieces, block_size, args.stride)
+        if len(blocks) == 0:
+            raise SystemExit(f"the {split} split is shorter than one block of {block_size} tokens")
+        rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size, first, tokenizer)
+        result["splits"][split] = {"pieces": len(pieces), "tokens": tokens, "language_model": rows}
+        print(
+            f"\n{corpus} {split}: {len(pieces)} pieces, {tokens:,} scored tokens, context {block_size}, "
+            f"stride {args.stride or block_size}"
+        )
+        print_rows(rows)
+    reference_split = args.split[0]
     if args.samples:
         ids = generate_ids(
             model, tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
             num_return_sequences=args.samples, seed=args.seed, progress=True,
         )  # fmt: skip
         generated = [tokenizer.ids_to_notes(row) for row in ids]
-        reference = [tokenizer.ids_to_notes(row) for row in ds[args.split]["input_ids"]]
+        reference = [tokenizer.ids_to_notes(ids) for ids in pack.pieces(reference_split)]
         features = compare_features(reference, generated)
         result["samples"] = {
             "count": args.samples,
@@ -109,7 +121,7 @@ def main(argv=None) -> dict:
             "temperature": args.temperature,
             "features": features,
         }
-        print(f"\n{args.samples} samples x {args.max_new_tokens} tokens vs the {args.split} pieces")
+        print(f"\n{args.samples} samples x {args.max_new_tokens} tokens vs the {reference_split} pieces")
         print(f"{'feature':<24} {'OA':>6} {'KL':>7} {'held-out':>9} {'generated':>10}")
         for row in features:
             print(

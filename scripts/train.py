@@ -4,6 +4,7 @@
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml scripts/train.py --preset base ...
     python scripts/train.py --init_from runs/maestro/best --midi_dir my_midis --max_steps 500   # fine-tune
     python scripts/train.py --config my_run.yaml          # any argument below, from JSON or YAML
+    python scripts/train.py --tokens_file data/maestro-v3.0.0.tokens.npz ...  # a pack from prepare_data.py
 
 Readable top to bottom, in the spirit of transformers' run_clm_no_trainer.py and nanoGPT:
 data -> model -> optimizer -> loop (accumulate, clip, step, log, evaluate, checkpoint).
@@ -28,24 +29,20 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, StackDataset
+from torch.utils.data import DataLoader, StackDataset, TensorDataset
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 from transformers.utils import cached_file
 
 import hf_music
-from hf_music.data import (
-    Augmentation,
-    crop_windows,
-    group_into_blocks,
-    load_maestro,
-    load_midi_folder,
-    tokenize_dataset,
-)
+from hf_music.flops import peak_flops, training_flops_per_token
 from hf_music.hub import check_repo_id, push_to_hub
+from hf_music.token_pack import load_corpus
+from hf_music.windows import Augmentation, WindowSampler, evaluation_blocks
 
-# Dense bf16 peak FLOP/s by device name, for model-FLOPs utilisation.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+# Steps timed by --max_minutes: after the first (compiling) steps, within the warm-up, where the
+# learning rate does not depend on the run's length.
+CALIBRATION_STEPS = (10, 40)
 
 
 def parse_args(argv=None):
@@ -61,6 +58,9 @@ def parse_args(argv=None):
     data.add_argument("--maestro_version", default="v3.0.0")
     data.add_argument(
         "--midi_dir", default=None, help="any folder of MIDI files (fine-tuning on a new corpus)"
+    )
+    data.add_argument(
+        "--tokens_file", default=None, help="a token pack from scripts/prepare_data.py (needs only numpy)"
     )
     data.add_argument("--validation_fraction", type=float, default=0.1, help="with --midi_dir")
     data.add_argument("--block_size", type=int, default=512)
@@ -88,11 +88,25 @@ def parse_args(argv=None):
     optim.add_argument("--max_grad_norm", type=float, default=1.0)
     optim.add_argument("--max_steps", type=int, default=None, help="optimizer steps (wins over --num_epochs)")
     optim.add_argument("--num_epochs", type=int, default=10)
+    optim.add_argument(
+        "--max_minutes",
+        type=float,
+        default=None,
+        help="fit the run to this wall time: steps are counted from the speed of steps "
+        f"{CALIBRATION_STEPS[0]}-{CALIBRATION_STEPS[1]} (the schedule is stretched to match; the run record "
+        "keeps the step count, so --max_steps reproduces it)",
+    )
     optim.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
     optim.add_argument("--seed", type=int, default=0)
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default="runs/music_transformer")
     run.add_argument("--eval_steps", type=int, default=200)
+    run.add_argument(
+        "--num_evaluations",
+        type=int,
+        default=None,
+        help="evaluate this many times, evenly (wins over --eval_steps)",
+    )
     run.add_argument("--max_eval_batches", type=int, default=None, help="cap evaluation cost on big corpora")
     run.add_argument("--checkpointing_steps", type=int, default=500)
     run.add_argument("--checkpoints_total_limit", type=int, default=3)
@@ -118,58 +132,53 @@ def parse_args(argv=None):
             parser.error(f"unknown keys in {args.config}: {', '.join(sorted(unknown))}")
         parser.set_defaults(**values)
         args = parser.parse_args(argv)
-    sources = [s for s in (args.maestro_dir, args.maestro_zip, args.midi_dir) if s]
+    sources = [s for s in (args.maestro_dir, args.maestro_zip, args.midi_dir, args.tokens_file) if s]
     if len(sources) != 1:
-        parser.error("give exactly one of --maestro_dir, --maestro_zip, --midi_dir")
+        parser.error("give exactly one of --maestro_dir, --maestro_zip, --midi_dir, --tokens_file")
     if args.push_to_hub:
         if not args.hub_model_id:
             parser.error("--push_to_hub needs --hub_model_id namespace/name")
         check_repo_id(args.hub_model_id)  # fail now, not after hours of training
+    if args.max_minutes and args.warmup_steps < CALIBRATION_STEPS[1]:
+        parser.error(
+            f"--max_minutes needs --warmup_steps >= {CALIBRATION_STEPS[1]} (steps are timed in the warm-up)"
+        )
     if args.init_from and args.config_overrides:
         parser.error("--config_overrides builds a new model; it cannot change one given by --init_from")
     return args
 
 
-def load_data(args, tokenizer, accelerator):
-    """Tokenized train / validation splits; bad files are skipped and reported by tokenize_dataset."""
-    with accelerator.main_process_first():
-        if args.midi_dir:
-            raw = load_midi_folder(
-                args.midi_dir, validation_fraction=args.validation_fraction, seed=args.seed
-            )
-        else:
-            raw = load_maestro(args.maestro_dir or args.maestro_zip, version=args.maestro_version)
-        ds = tokenize_dataset(raw, tokenizer, num_proc=args.num_proc)
-    if "validation" not in ds:
+def load_data(args, tokenizer) -> tuple[list, list, dict]:
+    """Train and validation pieces (id arrays) and the corpus they came from (see load_corpus)."""
+    pack = load_corpus(
+        tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
+        tokens_file=args.tokens_file, splits=("train", "validation"), maestro_version=args.maestro_version,
+        validation_fraction=args.validation_fraction, seed=args.seed, num_proc=args.num_proc,
+    )  # fmt: skip
+    if "validation" not in pack.splits:
         raise SystemExit("the corpus has no validation split; raise --validation_fraction")
-    return ds["train"], ds["validation"]
+    corpus = {
+        k: v for k, v in pack.info["corpus"].items() if k in ("corpus", "name", "source", "license") and v
+    }
+    return pack.pieces("train"), pack.pieces("validation"), corpus
 
 
-def train_loader(pieces, tokenizer, args, epoch):
+def train_loader(sampler: WindowSampler, args, epoch):
     """One random window per piece, re-drawn (and re-augmented) every epoch, in a seeded order.
 
-    The windows are cut in memory (numpy) rather than with datasets.map: on a small corpus an
-    epoch is a few steps, and a map per epoch cost about a tenth of the training time.
+    The sampler cuts every window of an epoch in one vectorized numpy step (augmentation
+    included), so even a GPU step of a few milliseconds never waits for data.
     """
-    augmentation = Augmentation() if args.augment else None
-    windows = crop_windows(pieces, args.block_size, tokenizer, augmentation, seed=args.seed, epoch=epoch)
-    order = np.random.default_rng([args.seed, epoch]).permutation(len(pieces))
+    windows = sampler.epoch(epoch)
+    order = np.random.default_rng([args.seed, epoch]).permutation(len(sampler))
     blocks = StackDataset(**{name: torch.from_numpy(array[order]) for name, array in windows.items()})
     # A generator of its own: creating the iterator then draws nothing from the global RNG,
     # so dropout noise after a resume is exactly what it would have been.
     generator = torch.Generator().manual_seed(args.seed + epoch)
-    return DataLoader(blocks, batch_size=args.batch_size, shuffle=False, drop_last=True, generator=generator)
-
-
-def with_labels(batch, ignore_index=-100):
-    """Causal LM labels: the inputs, padding ignored (transformers shifts them inside the loss)."""
-    input_ids = batch["input_ids"].long()
-    attention_mask = batch["attention_mask"].long()
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": input_ids.masked_fill(attention_mask == 0, ignore_index),
-    }
+    return DataLoader(
+        blocks, batch_size=args.batch_size, shuffle=False, drop_last=True, generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )  # fmt: skip
 
 
 @torch.no_grad()
@@ -178,16 +187,16 @@ def evaluate(model, loader, accelerator, max_batches=None):
     model.eval()
     total_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     total_tokens = torch.zeros((), device=accelerator.device, dtype=torch.float64)
-    for step, batch in enumerate(loader):
+    for step, (input_ids,) in enumerate(loader):
         if max_batches is not None and step >= max_batches:
             break
-        batch = with_labels(batch)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]
+        # Whole blocks of real tokens: no attention mask, so SDPA runs its causal (flash) kernel.
+        logits = model(input_ids=input_ids).logits
+        labels = input_ids[:, 1:]
         losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none"
+            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), reduction="none"
         )
-        valid = (labels != -100).double()
+        valid = torch.ones_like(labels, dtype=torch.float64)
         # Per-sample sums, so gather_for_metrics can drop the samples duplicated to even out batches.
         per_sample = torch.stack([(losses.view_as(valid).double() * valid).sum(1), valid.sum(1)], dim=1)
         sums = accelerator.gather_for_metrics(per_sample)
@@ -202,7 +211,7 @@ def evaluate(model, loader, accelerator, max_batches=None):
     }
 
 
-def training_data(args) -> list[dict]:
+def training_data(args, corpus: dict) -> list[dict]:
     """Every corpus the model has learned from, its base model's first: a card's licence follows them."""
     corpora = []
     if args.init_from:
@@ -211,11 +220,7 @@ def training_data(args) -> list[dict]:
         )
         base = json.loads(Path(found).read_text()) if found else {}
         corpora = base.get("training_data") or [{"corpus": "unknown", "name": f"base model {args.init_from}"}]
-    if args.midi_dir:
-        corpora.append({"corpus": "midi_folder", "name": Path(args.midi_dir).resolve().name})
-    else:
-        source = Path(args.maestro_dir or args.maestro_zip).name
-        corpora.append({"corpus": "maestro", "name": f"MAESTRO {args.maestro_version}", "source": source})
+    corpora.append(corpus)
     return corpora
 
 
@@ -230,6 +235,32 @@ def export_model(accelerator, model, tokenizer, folder: Path, metrics: dict):
     (tmp / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+
+
+def stretch_schedule(scheduler, optimizer, args, max_steps: int):
+    """Give the scheduler a new length, in the warm-up (whose rates do not depend on it)."""
+    rates = [group["lr"] for group in optimizer.param_groups]
+    fresh = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=max_steps
+    )
+    scheduler.lr_lambdas = fresh.lr_lambdas
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+
+
+def time_evaluation(model, loader, accelerator, max_batches=None) -> float:
+    """Seconds a full evaluation takes, from two timed batches (compiled already at step 0)."""
+    started = time.perf_counter()
+    evaluate(model, loader, accelerator, max_batches=2)
+    batches = min(len(loader), max_batches or len(loader))
+    return (time.perf_counter() - started) / min(2, batches) * batches
+
+
+def steps_for_budget(args, seconds_per_step: float, elapsed: float, seconds_per_evaluation: float) -> int:
+    """Optimizer steps that fit in what is left of --max_minutes, evaluations and saves included."""
+    evaluations = args.num_evaluations or 10
+    left = args.max_minutes * 60 - elapsed - (evaluations + 1) * seconds_per_evaluation
+    return CALIBRATION_STEPS[1] + max(int(0.97 * left / seconds_per_step), 0)
 
 
 def complete_checkpoints(output_dir: Path) -> list[Path]:
@@ -297,29 +328,32 @@ def main(argv=None):
     num_params = sum(p.numel() for p in model.parameters())
 
     # ---- data
-    train, validation = load_data(args, tokenizer, accelerator)
-    pieces = [np.asarray(ids, np.int32) for ids in train["input_ids"]]  # in memory: windows are cut per epoch
+    with accelerator.main_process_first():  # the first process fills the datasets cache
+        train, validation, corpus = load_data(args, tokenizer)
+    augmentation = Augmentation() if args.augment else None
+    sampler = WindowSampler(train, args.block_size, tokenizer, augmentation, seed=args.seed)
     # Facts for the model card, exported with every best model (see hf_music/hub.py).
     run_info = {
         "command": shlex.join(["python", "scripts/train.py", *(sys.argv[1:] if argv is None else argv)]),
         "num_parameters": num_params,
-        "training_data": training_data(args),
+        "training_data": training_data(args, corpus),
         "train_pieces": len(train),
-        "train_tokens": sum(len(ids) for ids in pieces),
+        "train_tokens": sum(len(ids) for ids in train),
         "validation_pieces": len(validation),
         "num_processes": accelerator.num_processes,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": {"hf_music": hf_music.__version__, "torch": torch.__version__},
     }
-    val_blocks = group_into_blocks(validation, args.block_size).with_format("torch")
+    val_blocks, _ = evaluation_blocks(validation, args.block_size)
     if len(val_blocks) == 0:
         raise SystemExit(f"validation split is shorter than one block of {args.block_size} tokens")
-    val_loader = DataLoader(val_blocks, batch_size=args.batch_size)
+    val_loader = DataLoader(TensorDataset(torch.from_numpy(val_blocks)), batch_size=args.batch_size)
     batches_per_epoch = len(train) // args.batch_size // accelerator.num_processes
     updates_per_epoch = max(1, batches_per_epoch // args.gradient_accumulation_steps)
     if batches_per_epoch == 0:
         raise SystemExit(f"the train split has {len(train)} pieces: fewer than one batch per process")
     max_steps = args.max_steps or args.num_epochs * updates_per_epoch
+    eval_steps = max(1, max_steps // args.num_evaluations) if args.num_evaluations else args.eval_steps
 
     # ---- optimizer: no weight decay on biases and LayerNorm weights (1-D tensors)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -327,12 +361,18 @@ def main(argv=None):
         {"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(0.9, 0.95), fused=False)
+    # Fused AdamW: one kernel for all parameters on a GPU (the CPU keeps the for-each path).
+    optimizer = torch.optim.AdamW(
+        groups, lr=args.learning_rate, betas=(0.9, 0.95), fused=torch.cuda.is_available()
+    )
     scheduler = get_scheduler(
         args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=max_steps
     )
     if args.compile:
-        model = torch.compile(model)
+        # Regional compilation: the blocks share one compiled graph, so compiling takes the time
+        # of one block, not of the whole stack (the model stays a plain module for saving).
+        for block in model.transformer.h:
+            block.compile()
     model, optimizer, val_loader = accelerator.prepare(model, optimizer, val_loader)
     # The scheduler is stepped once per optimizer step by us, and saved with the state.
     accelerator.register_for_checkpointing(scheduler)
@@ -351,6 +391,9 @@ def main(argv=None):
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         accelerator.print(f"resumed from {checkpoint} at step {state['completed_steps']}")
+        if state.get("max_steps"):  # fixed by --max_minutes in the first run
+            max_steps, eval_steps = state["max_steps"], state["eval_steps"]
+            stretch_schedule(scheduler, optimizer, args, max_steps)
 
     if report_to:
         accelerator.init_trackers("hf_music", config={k: v for k, v in vars(args).items() if v is not None})
@@ -358,11 +401,7 @@ def main(argv=None):
         f"{num_params / 1e6:.2f}M parameters, {len(train)} train pieces, {len(val_blocks)} validation blocks of "
         f"{args.block_size}, {accelerator.num_processes} process(es) on {accelerator.device}, {max_steps} steps"
     )
-    peak = (
-        next((v for k, v in PEAK_FLOPS.items() if k in torch.cuda.get_device_name()), None)
-        if torch.cuda.is_available()
-        else None
-    )
+    peak = peak_flops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
 
     def run_evaluation():
         metrics = evaluate(model, val_loader, accelerator, args.max_eval_batches)
@@ -392,26 +431,34 @@ def main(argv=None):
     )
     if state["completed_steps"] == 0:
         run_evaluation()  # the starting point of the curve
-    started, tokens_since_log, loss_since_log, micro_since_log = time.perf_counter(), 0, 0.0, 0
-    loop_started, paused_seconds, train_tokens = time.perf_counter(), 0.0, 0  # throughput without eval/saves
+    # Loss and token counts stay on the device between log steps: reading them every step
+    # would make the CPU wait for the GPU, and a small model's step is mostly kernel launches.
+    zero = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    started, tokens_since_log, loss_since_log, micro_since_log = (
+        time.perf_counter(),
+        zero.clone(),
+        zero.clone(),
+        0,
+    )
+    loop_started, paused_seconds, train_tokens = time.perf_counter(), 0.0, zero.clone()  # without eval/saves
     while state["completed_steps"] < max_steps:
-        loader = accelerator.prepare(train_loader(pieces, tokenizer, args, state["epoch"]))
+        loader = accelerator.prepare(train_loader(sampler, args, state["epoch"]))
         if state["batches_in_epoch"]:
             loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
         for batch in loader:
-            batch = with_labels(batch)
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                # Right padding only, in a causal model: no attention mask needed (flash SDPA).
+                loss = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             state["batches_in_epoch"] += 1
-            batch_tokens = int(batch["attention_mask"].sum()) * accelerator.num_processes
+            batch_tokens = (batch["labels"] != -100).sum() * accelerator.num_processes
             tokens_since_log += batch_tokens
             train_tokens += batch_tokens
-            loss_since_log += loss.detach().float().item()
+            loss_since_log += loss.detach()
             micro_since_log += 1
             if not accelerator.sync_gradients:
                 continue
@@ -419,24 +466,49 @@ def main(argv=None):
             state["completed_steps"] += 1
             progress.update(1)
             step = state["completed_steps"]
+            if args.max_minutes and "max_steps" not in state and step in CALIBRATION_STEPS:
+                train_tokens.item()  # waits for the GPU: the steps timed are finished ones
+                if step == CALIBRATION_STEPS[0]:
+                    calibration_started = time.perf_counter()
+                else:
+                    seconds_per_step = (time.perf_counter() - calibration_started) / (
+                        step - CALIBRATION_STEPS[0]
+                    )
+                    seconds_per_evaluation = time_evaluation(
+                        model, val_loader, accelerator, args.max_eval_batches
+                    )
+                    elapsed = time.perf_counter() - run_started
+                    max_steps = steps_for_budget(args, seconds_per_step, elapsed, seconds_per_evaluation)
+                    eval_steps = (
+                        max(1, max_steps // args.num_evaluations) if args.num_evaluations else eval_steps
+                    )
+                    state.update(max_steps=max_steps, eval_steps=eval_steps)
+                    stretch_schedule(scheduler, optimizer, args, max_steps)
+                    progress.total = max_steps
+                    accelerator.print(
+                        f"\n{seconds_per_step * 1000:.1f} ms/step: {max_steps} steps fit {args.max_minutes} min"
+                    )
             if step % args.log_steps == 0 or step == max_steps:
-                elapsed = time.perf_counter() - started
                 logs = {
-                    "train_loss": loss_since_log / micro_since_log,
+                    "train_loss": loss_since_log.item() / micro_since_log,
                     "learning_rate": scheduler.get_last_lr()[0],
-                    "tokens_per_second": tokens_since_log / elapsed,
+                    "tokens_per_second": tokens_since_log.item() / (time.perf_counter() - started),
                 }
                 if peak:
-                    logs["mfu"] = (
-                        6 * num_params * logs["tokens_per_second"] / (peak * accelerator.num_processes)
-                    )
+                    flops = training_flops_per_token(accelerator.unwrap_model(model).config, args.block_size)
+                    logs["mfu"] = flops * logs["tokens_per_second"] / (peak * accelerator.num_processes)
                 accelerator.log(logs, step=step)
                 progress.set_postfix(
                     loss=f"{logs['train_loss']:.3f}", tok_s=f"{logs['tokens_per_second']:.0f}"
                 )
-                started, tokens_since_log, loss_since_log, micro_since_log = time.perf_counter(), 0, 0.0, 0
+                started, tokens_since_log, loss_since_log, micro_since_log = (
+                    time.perf_counter(),
+                    zero.clone(),
+                    zero.clone(),
+                    0,
+                )
             pause = time.perf_counter()
-            if step % args.eval_steps == 0 or step == max_steps:
+            if step % eval_steps == 0 or step == max_steps:
                 run_evaluation()
             if step % args.checkpointing_steps == 0 or step == max_steps:
                 save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
@@ -455,7 +527,7 @@ def main(argv=None):
             "num_processes": accelerator.num_processes,
             "best_val_loss": state["best_val_loss"],
             "best_val_perplexity": math.exp(state["best_val_loss"]),
-            "train_tokens_per_second": train_tokens
+            "train_tokens_per_second": train_tokens.item()
             / max(time.perf_counter() - loop_started - paused_seconds, 1e-9),
             "history": state["history"],
         }

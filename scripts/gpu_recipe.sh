@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU recipe behind the embedded default model, as one command on any CUDA machine:
+#   1. a throughput sweep (tokens/s, MFU) of the small and base presets,
+#   2. the default model's training run on the full MAESTRO v3.0.0 train split, fitted to a wall time,
+#   3. validation and test NLL of its best checkpoint,
+#   4. the checkpoint, run record, evaluation and log collected in OUT_DIR.
+#
+#   python scripts/prepare_data.py --maestro_zip maestro-v3.0.0-midi.zip --out data/maestro-v3.0.0.tokens.npz
+#   bash scripts/gpu_recipe.sh OUT_DIR [TRAIN_MINUTES]
+#
+# Needs torch, transformers, accelerate and numpy only (no datasets, no symusic): the token pack
+# carries the data. Several GPUs: ACCELERATE_CONFIG=scripts/accelerate/multi_gpu.yaml (the
+# batch is per GPU). Each stage has its own time limit, and a failed stage does not stop the
+# next ones. The environment variables below shrink it for a rehearsal on a CPU.
+set -uo pipefail
+OUT=${1:?usage: gpu_recipe.sh OUT_DIR [TRAIN_MINUTES]}
+MINUTES=${2:-4.5}
+PACK=${PACK:-data/maestro-v3.0.0.tokens.npz}
+RUN=${RUN:-runs/gpu_default}
+ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-scripts/accelerate/single_gpu.yaml}
+MODEL=${MODEL:-n_embd=256,n_layer=4,n_head=4}   # 3.8M parameters: 15 MB of fp32 weights
+BLOCK=${BLOCK:-2048}
+BATCH=${BATCH:-64}
+PRECISION=${PRECISION:-bf16}
+COMPILE=${COMPILE:---compile}
+SWEEP=${SWEEP:-small:64 base:32}
+SWEEP_BLOCK=${SWEEP_BLOCK:-2048}
+SWEEP_SECONDS=${SWEEP_SECONDS:-110}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$OUT"
+stage() { echo; echo "=== $(date -u +%H:%M:%S) $*"; }
+
+stage "environment"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+python -c "import torch, transformers, accelerate; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'cuda', torch.cuda.is_available())"
+python -c "from hf_music.token_pack import TokenPack; p = TokenPack.load('$PACK'); print('$PACK: checksums match;', {s: int(p.tokens[s].size) for s in p.splits})" || exit 1
+
+stage "1. throughput sweep: $SWEEP"
+# shellcheck disable=SC2086
+timeout "$SWEEP_SECONDS" python scripts/benchmark_train.py --sweep $SWEEP --block_size "$SWEEP_BLOCK" \
+    --mixed_precision "$PRECISION" $COMPILE --dropout 0 --steps 10 --json "$OUT/sweep.json" || echo "sweep failed or timed out"
+
+stage "2. training for $MINUTES minutes"
+rm -rf "$RUN"
+# shellcheck disable=SC2086
+timeout "$(python -c "print(int($MINUTES * 60 + 120))")" accelerate launch --config_file "$ACCELERATE_CONFIG" \
+    scripts/train.py --tokens_file "$PACK" --preset tiny --config_overrides "$MODEL" --block_size "$BLOCK" \
+    --batch_size "$BATCH" --augment --dropout 0 --learning_rate 2e-3 --warmup_steps 200 --weight_decay 0.1 \
+    --mixed_precision "$PRECISION" $COMPILE --max_minutes "$MINUTES" --num_evaluations 6 --log_steps 100 \
+    --checkpointing_steps 1000000 --report_to none --seed 0 --output_dir "$RUN" || echo "training failed or timed out"
+
+stage "3. evaluation of the best checkpoint"
+timeout 120 python scripts/evaluate.py --model "$RUN/best" --tokens_file "$PACK" --split validation test \
+    --batch_size 16 --json "$OUT/evaluation.json" || echo "evaluation failed or timed out"
+
+stage "4. collecting"
+cp "$RUN/metrics.json" "$OUT/metrics.json" 2>/dev/null
+tar czf "$OUT/best.tgz" -C "$RUN" best && ls -la "$OUT"
