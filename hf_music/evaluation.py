@@ -78,7 +78,7 @@ def score_blocks(
         inputs, targets = batch[:, :-1], batch[:, 1:]
         positions = torch.arange(targets.shape[1], device=device)
         scored = positions[None, :] >= first[start : start + batch_size].to(device)[:, None]
-        log_probs = torch.log_softmax(model(input_ids=inputs).logits.float(), dim=-1)
+        log_probs = torch.log_softmax(model(input_ids=inputs, use_cache=False).logits.float(), dim=-1)
         per_model = [
             (log_probs.gather(-1, targets[..., None])[..., 0], log_probs.argmax(-1)),
             (bigram[inputs, targets], bigram[inputs].argmax(-1)),

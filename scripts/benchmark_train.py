@@ -37,6 +37,7 @@ def bare_loop(args, preset: str | None = None, batch_size: int | None = None) ->
     """Tokens/s of a plain training loop on random ids."""
     preset, batch_size = preset or args.preset, batch_size or args.batch_size
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch._dynamo.reset()  # each row compiles afresh: shapes of an earlier row would make these dynamic
     torch.manual_seed(0)
     overrides = {"n_positions": args.block_size}
     if args.dropout is not None:
@@ -62,7 +63,7 @@ def bare_loop(args, preset: str | None = None, batch_size: int | None = None) ->
                 torch.cuda.synchronize()
             started = time.perf_counter()
         with autocast:
-            loss = model(input_ids=batch, labels=batch).loss
+            loss = model(input_ids=batch, labels=batch, use_cache=False).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -191,7 +191,7 @@ def evaluate(model, loader, accelerator, max_batches=None):
         if max_batches is not None and step >= max_batches:
             break
         # Whole blocks of real tokens: no attention mask, so SDPA runs its causal (flash) kernel.
-        logits = model(input_ids=input_ids).logits
+        logits = model(input_ids=input_ids, use_cache=False).logits
         labels = input_ids[:, 1:]
         losses = torch.nn.functional.cross_entropy(
             logits[:, :-1].flatten(0, 1).float(), labels.flatten(), reduction="none"
@@ -448,7 +448,9 @@ def main(argv=None):
         for batch in loader:
             with accelerator.accumulate(model):
                 # Right padding only, in a causal model: no attention mask needed (flash SDPA).
-                loss = model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
+                # use_cache=False: no KV cache to build, and no per-layer cache state for torch.compile
+                # to guard on (with one, every block recompiled and the 9th ran uncompiled).
+                loss = model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
