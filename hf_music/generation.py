@@ -26,6 +26,25 @@ def sounding_pitches(ids, tokenizer: MidiTokenizer) -> np.ndarray:
     return sounding
 
 
+def sounding_clock(ids, tokenizer: MidiTokenizer) -> tuple[np.ndarray, int]:
+    """Steps each pitch has sounded, and steps of silence, at the end of an id sequence.
+
+    Returns (held [NUM_PITCHES] int64: steps since each sounding pitch was struck, 0 for silent
+    pitches; silent: steps since the last note event when nothing sounds, else 0).
+    """
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    shift = ids - tokenizer.time_shift_offset
+    steps = np.cumsum(np.where((shift >= 0) & (shift < tokenizer.max_time_shift), shift + 1, 0))
+    now = int(steps[-1]) if len(steps) else 0
+    pos, pitch, is_on = tokenizer.note_events(ids)
+    struck = np.zeros(NUM_PITCHES, np.int64)
+    np.maximum.at(struck, pitch[is_on], steps[pos[is_on]])  # times never decrease: the last strike
+    sounding = sounding_pitches(ids, tokenizer)
+    held = np.where(sounding, now - struck, 0)
+    silent = 0 if sounding.any() else now - (int(steps[pos[-1]]) if len(pos) else 0)
+    return held, silent
+
+
 def grammar_violations(ids, tokenizer: MidiTokenizer) -> int:
     """Number of ill-formed events: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch,
     and <pad>/<bos> after the first token. The decoder tolerates them; a good model avoids them."""
@@ -44,8 +63,13 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
     """Masks events that make no sense given the pitches sounding now.
 
     Forbids NOTE_OFF of a silent pitch and NOTE_ON of a sounding pitch, every NOTE_ON once
-    ``max_polyphony`` pitches sound, <pad>, <bos> and ids past the tokenizer's vocabulary always,
-    and <eos> unless ``allow_eos``.
+    ``max_polyphony`` pitches sound, TIME_SHIFTs that would stretch a silence (no pitch
+    sounding) past ``max_silence_seconds``, <pad>, <bos> and ids past the tokenizer's vocabulary
+    always, and <eos> unless ``allow_eos``. A note held ``max_note_seconds`` is released: only
+    the NOTE_OFFs of such notes are allowed until they are all off. The silence limit exists because MAESTRO pieces open
+    with about a second of silence: at low temperatures a model keeps choosing the longest
+    TIME_SHIFT and never plays (measured: T=0.5 gave 5 s of nothing for 3 of 3 seeds); the
+    note limit because they also hold one key for ever (0.1% of MAESTRO's notes last over 8.45 s).
     The probability of a forbidden NOTE_OFF (NOTE_ON) moves to the allowed ones of that type, so
     the model's rate of releases (strikes) is kept; it is dropped only when none is allowed.
     The state of each row starts from ``history`` (full id rows, for a sliding window) or from
@@ -58,13 +82,19 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         max_polyphony: int | None = 16,
         allow_eos: bool = False,
         history: list[list[int]] | None = None,
+        max_silence_seconds: float | None = 2.0,
+        max_note_seconds: float | None = 8.0,
     ):
         self.tok = tokenizer
         self.max_polyphony = max_polyphony
+        step = tokenizer.time_step
+        self.max_silence = None if max_silence_seconds is None else round(max_silence_seconds / step)
+        self.max_note = None if max_note_seconds is None else round(max_note_seconds / step)
         self.allow_eos = allow_eos
         self.history = history
         self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES + 1) bool: sounding pitches
-        self.rows = self.pitch_of = self.starts = self.never = None
+        self.rows = self.pitch_of = self.starts = self.never = self.shift_of = self.silent = None
+        self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES + 1) step of each strike
         self.seen = 0
 
     def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
@@ -76,9 +106,12 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         ids, pitch, is_on = tok.note_events(np.arange(size))
         pitch_of, starts = np.full(size, NUM_PITCHES), np.zeros(size, bool)
         pitch_of[ids], starts[ids] = pitch, is_on
-        self.pitch_of, self.starts = (
+        shift_of = np.zeros(size, np.int64)  # steps each TIME_SHIFT id advances, 0 for other ids
+        shift_of[tok.time_shift_offset : tok.velocity_offset] = np.arange(1, tok.max_time_shift + 1)
+        self.pitch_of, self.starts, self.shift_of = (
             torch.from_numpy(pitch_of).to(device),
             torch.from_numpy(starts).to(device),
+            torch.from_numpy(shift_of).to(device),
         )
         never = [tok.pad_token_id, tok.bos_token_id] + ([] if self.allow_eos else [tok.eos_token_id])
         self.never = torch.tensor(never, device=device)  # on the device: no copy per step
@@ -88,6 +121,14 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         state = np.zeros((len(rows), NUM_PITCHES + 1), bool)
         state[:, :NUM_PITCHES] = [sounding_pitches(row, self.tok) for row in rows]
         self.state = torch.from_numpy(state).to(device)
+        # Steps of silence so far (a prompt or window counts from 0: a small allowance, not a debt).
+        # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
+        clocks = [sounding_clock(row, self.tok) for row in rows]
+        struck = np.zeros(state.shape, np.int64)
+        struck[:, :NUM_PITCHES] = [-held for held, _ in clocks]
+        self.struck = torch.from_numpy(struck).to(device)
+        self.silent = torch.tensor([silent for _, silent in clocks], dtype=torch.long, device=device)
+        self.now = torch.zeros_like(self.silent)
         self.rows = torch.arange(input_ids.shape[0], device=device)
         self.seen = input_ids.shape[1]
 
@@ -97,6 +138,10 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         for column in range(self.seen, input_ids.shape[1]):
             token = input_ids[:, column]
             self.state[self.rows, self.pitch_of[token]] = self.starts[token]
+            self.now += self.shift_of[token]
+            self.struck[self.rows, self.pitch_of[token]] = self.now
+            quiet = ~self.state[:, :NUM_PITCHES].any(dim=1)
+            self.silent = torch.where(self.starts[token], 0, self.silent + self.shift_of[token] * quiet)
         self.seen = input_ids.shape[1]
         sounding = self.state[:, :NUM_PITCHES]
         strike_blocked = sounding
@@ -116,7 +161,38 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         out[:, first:last] = (allowed + shift).view(-1, 2 * NUM_PITCHES)
         out[:, self.never] = float("-inf")
         out[:, len(self.tok) :] = float("-inf")  # ids of a padded vocabulary mean nothing
+        self._limit_time_shifts(out, sounding)
         return out
+
+    def _limit_time_shifts(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
+        """No TIME_SHIFT may carry a silence or a held note past its limit; overlong notes are released."""
+        if self.max_silence is None and self.max_note is None:
+            return
+        budget = torch.full_like(self.now, torch.iinfo(torch.long).max)
+        if self.max_silence is not None:
+            budget = torch.where(sounding.any(dim=1), budget, self.max_silence - self.silent)
+        if self.max_note is not None:
+            held = (self.now[:, None] - self.struck[:, :NUM_PITCHES]).masked_fill(~sounding, 0)
+            budget = torch.minimum(budget, self.max_note - held.max(dim=1).values)
+        first, last = self.tok.time_shift_offset, self.tok.velocity_offset
+        out[:, first:last] = out[:, first:last].masked_fill(
+            self.shift_of[first:last] > budget[:, None], float("-inf")
+        )
+        if self.max_note is not None:
+            self._release_overlong(out, sounding & (held >= self.max_note), self.tok.note_off_offset, first)
+
+    @staticmethod
+    def _release_overlong(out: torch.Tensor, overlong: torch.Tensor, first: int, last: int) -> None:
+        """Rows holding notes for max_note steps may only release them (in the model's odds)."""
+        rows = overlong.any(dim=1)
+        if not rows.any():
+            return
+        offs = out[rows, first:last].masked_fill(~overlong[rows], float("-inf"))
+        # A row whose model gives every overlong NOTE_OFF zero probability releases them evenly.
+        evenly = torch.zeros_like(offs).masked_fill(~overlong[rows], float("-inf"))
+        offs = torch.where(torch.isinf(offs).all(dim=1, keepdim=True), evenly, offs)
+        out[rows] = float("-inf")
+        out[rows, first:last] = offs
 
 
 def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
@@ -206,6 +282,8 @@ def generate_ids(
     num_return_sequences: int = 1,
     constrained: bool = True,
     max_polyphony: int | None = 16,
+    max_silence_seconds: float | None = 2.0,
+    max_note_seconds: float | None = 8.0,
     stop_at_eos: bool = False,
     max_seconds: float | None = None,
     progress: bool = False,
@@ -222,6 +300,9 @@ def generate_ids(
         num_return_sequences: pieces sampled together from the same prompt.
         constrained: grammar-aware sampling (`PerformanceGrammarLogitsProcessor`).
         max_polyphony: with ``constrained``, at most this many pitches sound at once.
+        max_silence_seconds: with ``constrained``, no silence (no pitch sounding) lasts longer
+            (None: no limit). The leading silence of a piece counts too.
+        max_note_seconds: with ``constrained``, a note held this long is released (None: never).
         stop_at_eos: stop a sequence at <eos>; by default <eos> is masked so every piece has
             the requested length.
         max_seconds: stop a sequence once its new music lasts this long (``max_new_tokens``
@@ -267,7 +348,12 @@ def generate_ids(
                 if constrained:
                     processors.append(
                         PerformanceGrammarLogitsProcessor(
-                            tokenizer, max_polyphony=max_polyphony, allow_eos=stop_at_eos, history=rows
+                            tokenizer,
+                            max_polyphony=max_polyphony,
+                            allow_eos=stop_at_eos,
+                            history=rows,
+                            max_silence_seconds=max_silence_seconds,
+                            max_note_seconds=max_note_seconds,
                         )
                     )
                 out = model.generate(

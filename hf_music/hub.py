@@ -91,11 +91,52 @@ def card_license(training_data: list[dict], requested: str | None = None) -> str
     return requested or "unknown"
 
 
-def dataset_id(corpus: dict) -> str:
-    """A slug for the card's `datasets` field: "maestro-v3.0.0", or the MIDI folder's name."""
-    if corpus.get("corpus") == "maestro":
-        return "maestro-" + corpus["name"].split()[-1]
-    return corpus["name"].replace(" ", "-")
+def dataset_slug(corpus_name: str) -> str:
+    """The model-index's dataset type for a corpus name: "maestro" for "MAESTRO v3.0.0".
+
+    No Hub dataset holds MAESTRO officially, so cards carry no `datasets:` list; the data is
+    named exactly in each result's dataset name and in the card's prose.
+    """
+    return corpus_name.split()[0].lower() if corpus_name else "unknown"
+
+
+def eval_results(metrics: dict, evaluation: dict | None) -> list[EvalResult] | None:
+    """model-index entries for exactly what was measured: each evaluated split of the named corpus,
+    or, without an evaluation, train.py's best validation loss on its (last) training corpus."""
+    common = {"task_type": "text-generation", "task_name": "Symbolic music modelling (performance events)"}
+    measured = []  # (corpus name, split, nats/token)
+    if evaluation:
+        for split, result in evaluation.get("splits", {}).items():
+            model_row = next(row for row in result["language_model"] if row["name"] == "model")
+            measured.append((evaluation["corpus"], split, model_row["nll"]))
+    elif metrics.get("best_val_loss") is not None and metrics.get("training_data"):
+        measured.append((metrics["training_data"][-1]["name"], "validation", metrics["best_val_loss"]))
+    results = []
+    for corpus, split, nll in measured:
+        data = {
+            "dataset_type": dataset_slug(corpus),
+            "dataset_name": f"{corpus} ({split} split)",
+            "dataset_split": split,
+        }
+        results.append(
+            EvalResult(
+                metric_type="loss",
+                metric_name="NLL (nats/token)",
+                metric_value=round(nll, 4),
+                **common,
+                **data,
+            )
+        )
+        results.append(
+            EvalResult(
+                metric_type="perplexity",
+                metric_name="Perplexity",
+                metric_value=round(math.exp(nll), 2),
+                **common,
+                **data,
+            )
+        )
+    return results or None
 
 
 def render_model_card(
@@ -118,26 +159,6 @@ def render_model_card(
     training_data = metrics.get("training_data", [])
     val_loss = metrics.get("best_val_loss")
     dataset_name = " + ".join(corpus["name"] for corpus in training_data) or "unknown"
-    eval_results = None
-    if val_loss is not None:
-        common = {
-            "task_type": "text-generation",
-            "task_name": "Symbolic music modelling (performance events)",
-            "dataset_type": training_data[-1]["name"].split()[0].lower() if training_data else "unknown",
-            "dataset_name": training_data[-1]["name"] if training_data else "unknown",
-            "dataset_split": "validation",
-        }
-        eval_results = [
-            EvalResult(
-                metric_type="loss", metric_name="NLL (nats/token)", metric_value=round(val_loss, 4), **common
-            ),
-            EvalResult(
-                metric_type="perplexity",
-                metric_name="Perplexity",
-                metric_value=round(math.exp(val_loss), 2),
-                **common,
-            ),
-        ]
     init_from = args.get("init_from")
     if base_model is None and init_from and not Path(init_from).exists():
         base_model = init_from
@@ -147,10 +168,8 @@ def render_model_card(
         library_name="transformers",
         pipeline_tag="text-generation",
         tags=TAGS,
-        datasets=[dataset_id(corpus) for corpus in training_data if corpus.get("corpus") != "unknown"]
-        or None,
         base_model=base_model,
-        eval_results=eval_results,
+        eval_results=eval_results(metrics, evaluation),
     )
     history = metrics.get("history", [])
     return ModelCard.from_template(
@@ -185,11 +204,13 @@ def assemble_repo(
     base_model: str | None = None,
     include_code: bool = True,
     title: str | None = None,
+    embedded: bool = False,
 ) -> Path:
     """Write the folder that becomes the Hub repo: weights, config, tokenizer, code, card, metrics, samples.
 
-    `include_code=False` leaves out the model's code files (a folder that only hf_music loads,
-    such as the checkpoint embedded in the package); `title` replaces the repo name as the card's title.
+    `include_code=False` leaves out the model's code files (a folder that only hf_music loads);
+    `embedded` writes the card of the checkpoint shipped in the package; `title` replaces the
+    repo name as the card's title.
     """
     check_repo_id(repo_id)
     folder, _, _ = read_checkpoint(checkpoint)
@@ -198,7 +219,7 @@ def assemble_repo(
         raise HubError("the repo folder must differ from the checkpoint folder")
     card = render_model_card(
         folder, repo_id, evaluation=evaluation, license=license, base_model=base_model, title=title,
-        embedded=not include_code,
+        embedded=embedded,
     )  # fmt: skip
     if out.exists():
         shutil.rmtree(out)

@@ -1,14 +1,13 @@
 """Install a trained checkpoint as the model embedded in hf_music (hf_music/assets/default_model).
 
-    python scripts/train.py --preset tiny --maestro_dir ../shared/data/maestro-mini ... --output_dir runs/default_model
-    python scripts/evaluate.py --model runs/default_model/best --maestro_dir ../shared/data/maestro-mini \\
-        --samples 16 --json runs/default_model/evaluation.json
-    python scripts/embed_default_model.py --checkpoint runs/default_model/best \\
-        --evaluation runs/default_model/evaluation.json
+    bash scripts/gpu_recipe.sh runs/gpu_out            # trains runs/gpu_default/best, evaluates it
+    python scripts/embed_default_model.py --checkpoint runs/gpu_default/best \\
+        --evaluation runs/gpu_out/evaluation.json
 
-Writes weights, config, tokenizer, generation config, training metrics, evaluation and the
-model card (CC BY-NC-SA 4.0: trained on MAESTRO), without code files: inside the package,
-hf_music itself is the code. Refuses checkpoints over --max_mb.
+Writes weights, config, tokenizer, generation config, the model's code files (so the folder
+loads with plain transformers and trust_remote_code=True, like any checkpoint), training
+metrics, evaluation and the model card (CC BY-NC-SA 4.0: trained on MAESTRO). Refuses weights
+over --max_mib.
 """
 
 from __future__ import annotations
@@ -28,13 +27,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--evaluation", default=None, help="JSON of scripts/evaluate.py")
-    parser.add_argument("--max_mb", type=float, default=25.0)
+    parser.add_argument("--max_mib", type=float, default=16.0, help="largest weights file accepted")
     parser.add_argument("--title", default="hf_music's embedded Music Transformer")
     args = parser.parse_args(argv)
     weights = Path(args.checkpoint) / "model.safetensors"
-    if weights.is_file() and weights.stat().st_size > args.max_mb * 1e6:
+    if weights.is_file() and weights.stat().st_size > args.max_mib * 2**20:
         print(
-            f"{weights} is {weights.stat().st_size / 1e6:.1f} MB, over --max_mb {args.max_mb}",
+            f"{weights} is {weights.stat().st_size / 2**20:.1f} MiB, over --max_mib {args.max_mib}",
             file=sys.stderr,
         )
         return 2
@@ -42,7 +41,7 @@ def main(argv=None) -> int:
     try:
         folder = assemble_repo(
             args.checkpoint, DEFAULT_MODEL_DIR, "hf_music/default_model", evaluation=evaluation,
-            include_code=False, title=args.title,
+            embedded=True, title=args.title,
         )  # fmt: skip
     except HubError as error:
         print(f"embed_default_model: {error}", file=sys.stderr)

@@ -93,12 +93,21 @@ def test_evaluate_script_prints_and_writes_the_table(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report["split"] == "validation" and report["pieces"] == 8 and report["block_size"] == 256
-    names = [row["name"] for row in report["language_model"]]
+    assert report["corpus"] == "MAESTRO v3.0.0" and report["block_size"] == 256 and report["stride"] == 256
+    validation = report["splits"]["validation"]
+    assert validation["pieces"] == 8
+    names = [row["name"] for row in validation["language_model"]]
     assert names == ["model", "bigram", "unigram"]
     # An untrained model is near chance (ln 391 = 5.97) and loses to the bigram fitted on the train split.
-    nll = {row["name"]: row["nll"] for row in report["language_model"]}
+    rows = {row["name"]: row for row in validation["language_model"]}
+    nll = {name: row["nll"] for name, row in rows.items()}
     assert abs(nll["model"] - math.log(391)) < 0.3 and nll["bigram"] < nll["unigram"] < nll["model"]
+    for row in rows.values():
+        assert math.isclose(row["bits_per_token"], row["nll"] / math.log(2))
+        # Per second and per note are the same total over other units: their ratio is notes per second.
+        assert row["nats_per_second"] / row["nats_per_note"] == pytest.approx(
+            rows["model"]["nats_per_second"] / rows["model"]["nats_per_note"]
+        )
     assert {row["feature"] for row in report["samples"]["features"]} >= {
         "pitch_class",
         "polyphony",

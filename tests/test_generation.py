@@ -178,6 +178,55 @@ def test_grammar_processor_keeps_each_event_types_probability(tokenizer):
     assert mass(processed, off, shift)[1] == 0
 
 
+def allowed_events(processor, tokenizer, tokens, steps=()):
+    """Names of the events left allowed after `tokens`, then after each of `steps` in turn."""
+    ids = torch.tensor([tokenizer.convert_tokens_to_ids(tokens)])
+    scores = processor(ids, torch.zeros(1, tokenizer.vocab_size))
+    for token in steps:
+        ids = torch.cat([ids, torch.tensor([[tokenizer.convert_tokens_to_ids(token)]])], dim=1)
+        scores = processor(ids, torch.zeros(1, tokenizer.vocab_size))
+    return {
+        tokenizer.convert_ids_to_tokens(i) for i in torch.nonzero(~torch.isinf(scores[0])).ravel().tolist()
+    }
+
+
+def test_grammar_processor_limits_silence(tokenizer):
+    processor = PerformanceGrammarLogitsProcessor(tokenizer, max_silence_seconds=2.0, max_note_seconds=None)
+    # 1.5 s of silence after <bos>: shifts of up to 0.5 s are left, longer ones are masked.
+    allowed = allowed_events(processor, tokenizer, ["<bos>"], ["TIME_SHIFT_100", "TIME_SHIFT_50"])
+    assert "TIME_SHIFT_50" in allowed and "TIME_SHIFT_51" not in allowed and "NOTE_ON_60" in allowed
+    # At the limit no shift is left: the model must play. A note resets the count.
+    processor = PerformanceGrammarLogitsProcessor(tokenizer, max_silence_seconds=2.0, max_note_seconds=None)
+    allowed = allowed_events(processor, tokenizer, ["<bos>"], ["TIME_SHIFT_100", "TIME_SHIFT_100"])
+    assert not any(t.startswith("TIME_SHIFT") for t in allowed) and "NOTE_ON_60" in allowed
+    processor = PerformanceGrammarLogitsProcessor(tokenizer, max_silence_seconds=2.0, max_note_seconds=None)
+    steps = ["TIME_SHIFT_100", "TIME_SHIFT_100", "NOTE_ON_60", "TIME_SHIFT_100", "NOTE_OFF_60"]
+    assert "TIME_SHIFT_100" in allowed_events(processor, tokenizer, ["<bos>"], steps)
+
+
+def test_grammar_processor_releases_notes_held_too_long(tokenizer):
+    processor = PerformanceGrammarLogitsProcessor(tokenizer, max_silence_seconds=None, max_note_seconds=8.0)
+    held = ["NOTE_ON_60", "NOTE_ON_64", *["TIME_SHIFT_100"] * 7, "TIME_SHIFT_50"]  # 7.5 s
+    allowed = allowed_events(processor, tokenizer, ["<bos>"], held)
+    assert "TIME_SHIFT_50" in allowed and "TIME_SHIFT_51" not in allowed  # no shift past 8 s
+    processor = PerformanceGrammarLogitsProcessor(tokenizer, max_silence_seconds=None, max_note_seconds=8.0)
+    # 60 struck at 0 s and 64 at 1 s: at 8 s only 60's release is allowed; once it is off, 64 has 1 s left.
+    held = ["NOTE_ON_60", "TIME_SHIFT_100", "NOTE_ON_64", *["TIME_SHIFT_100"] * 7]
+    assert allowed_events(processor, tokenizer, ["<bos>"], held) == {"NOTE_OFF_60"}
+    allowed = allowed_events(processor, tokenizer, ["<bos>"], [*held, "NOTE_OFF_60"])
+    assert "NOTE_OFF_64" in allowed and "TIME_SHIFT_100" in allowed and "TIME_SHIFT_1" in allowed
+
+
+def test_sampling_limits_hold_in_generated_music(model, tokenizer):
+    rows = generate_ids(model, tokenizer, max_new_tokens=600, temperature=1.5, num_return_sequences=3, seed=0,
+                        max_silence_seconds=1.0, max_note_seconds=2.0)  # fmt: skip
+    for row in rows:
+        notes = tokenizer.ids_to_notes(row)
+        assert (notes.offset - notes.onset).max() <= 2.0 + 1e-9
+        onsets, reach = np.sort(notes.onset), np.maximum.accumulate(notes.offset[np.argsort(notes.onset)])
+        assert onsets[0] <= 1.0 + 1e-9 and (onsets[1:] - reach[:-1]).max() <= 1.0 + 1e-9
+
+
 def test_grammar_violations_counts(tokenizer):
     ids = tokenizer.convert_tokens_to_ids(
         ["<bos>", "NOTE_OFF_50", "NOTE_ON_60", "NOTE_ON_60", "NOTE_OFF_60", "NOTE_OFF_60", "<pad>"]

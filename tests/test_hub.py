@@ -56,11 +56,12 @@ def test_card_metadata_and_model_index_equal_the_run_metrics(dry_run_folder, run
     assert data.license == "cc-by-nc-sa-4.0"  # trained on MAESTRO
     assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
     assert set(data.tags) >= CARD_TAGS
-    assert data.datasets == ["maestro-v3.0.0"]
+    assert data.datasets is None  # no Hub dataset holds MAESTRO: the data is named in prose and model-index
     results = {r.metric_type: r.metric_value for r in data.eval_results}
     assert results["loss"] == round(run_metrics["best_val_loss"], 4)
     assert results["perplexity"] == round(math.exp(run_metrics["best_val_loss"]), 2)
     assert {r.dataset_split for r in data.eval_results} == {"validation"}
+    assert {r.dataset_name for r in data.eval_results} == {"MAESTRO v3.0.0 (validation split)"}
     # The text carries the run's real arguments and figures, and the usage sections.
     for expected in (
         f"{run_metrics['num_parameters']:,}",
@@ -163,7 +164,7 @@ def test_licence_follows_maestro_and_fine_tunes_name_their_base(tmp_path):
     (folder / "training_metrics.json").write_text(json.dumps(metrics))
     card = render_model_card(folder, "someone/pop-transformer")
     assert card.data.base_model == "someone/music-transformer"
-    assert card.data.datasets == ["maestro-v3.0.0", "pop909-sample"]
+    assert card.data.datasets is None and "- MAESTRO v3.0.0" in card.text and "- pop909-sample" in card.text
     assert card.data.license == "cc-by-nc-sa-4.0"
     assert "Fine-tuned from [someone/music-transformer]" in card.text
 

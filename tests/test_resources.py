@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import wave
 
 import numpy as np
 import pytest
+from conftest import run_without_hf_music
 from huggingface_hub import ModelCard
 
 import hf_music
@@ -20,6 +22,7 @@ from hf_music import (
     generate_midi,
     load_default_model,
 )
+from hf_music.hub import CODE_FILES
 from hf_music.resources import DEFAULT_MODEL_DIR
 
 
@@ -28,14 +31,20 @@ def default_model():
     return load_default_model()
 
 
-def test_embedded_checkpoint_is_small_safetensors_without_code():
-    names = sorted(p.name for p in DEFAULT_MODEL_DIR.iterdir())
-    assert {"config.json", "model.safetensors", "tokenizer_config.json", "generation_config.json"} <= set(
-        names
-    )
-    assert {"README.md", "training_metrics.json", "evaluation.json"} <= set(names)
-    assert not [n for n in names if n.endswith((".py", ".bin", ".pt"))]  # hf_music is its code
-    assert sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()) < 25e6
+def test_embedded_checkpoint_is_a_small_complete_checkpoint():
+    names = {p.name for p in DEFAULT_MODEL_DIR.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "generation_config.json"} <= names
+    assert {"README.md", "training_metrics.json", "evaluation.json"} <= names
+    assert set(CODE_FILES) <= names  # like any checkpoint: loadable with trust_remote_code
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]  # safetensors only
+    assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 16 * 2**20
+
+
+def test_embedded_checkpoint_loads_without_hf_music(tmp_path):
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "default_model")
+    out = run_without_hf_music(folder, tmp_path / "out.mid")
+    assert "MusicTransformerForCausalLM MidiTokenizer" in out
+    assert (tmp_path / "out.mid").stat().st_size > 0
 
 
 def test_embedded_model_and_tokenizer_match_the_package(default_model):
@@ -65,16 +74,21 @@ def test_seeded_sample_is_valid_midi_with_notes_over_the_requested_length(defaul
     assert 19 <= notes.offset.max() <= 23
 
 
-def test_card_states_licence_command_and_beats_the_bigram():
+def test_card_states_licence_command_and_the_measured_splits():
     card = ModelCard.load(DEFAULT_MODEL_DIR / "README.md")
     metrics = json.loads((DEFAULT_MODEL_DIR / "training_metrics.json").read_text())
     evaluation = json.loads((DEFAULT_MODEL_DIR / "evaluation.json").read_text())
     assert card.data.license == "cc-by-nc-sa-4.0"
     assert metrics["command"].startswith("python scripts/train.py") and metrics["command"] in card.text
-    nll = {row["name"]: row["nll"] for row in evaluation["language_model"]}
-    assert nll["model"] < nll["bigram"] - 0.25 < nll["unigram"]  # a clear margin over the yardstick
-    assert f"{nll['bigram']:.4f}" in card.text and f"{nll['model']:.4f}" in card.text
-    assert {r.metric_value for r in card.data.eval_results} >= {round(metrics["best_val_loss"], 4)}
+    assert metrics["device"] in card.text and metrics["training_data"][0]["name"] == "MAESTRO v3.0.0"
+    assert evaluation["corpus"] == "MAESTRO v3.0.0" and set(evaluation["splits"]) == {"validation", "test"}
+    assert evaluation["splits"]["test"]["pieces"] == 177  # the full official test split
+    for split, result in evaluation["splits"].items():
+        nll = {row["name"]: row["nll"] for row in result["language_model"]}
+        assert nll["model"] < nll["bigram"] - 1.0 < nll["unigram"]  # a wide margin over the yardstick
+        assert f"{nll['model']:.4f}" in card.text and f"{nll['bigram']:.4f}" in card.text
+        index = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+        assert index[(f"MAESTRO v3.0.0 ({split} split)", "loss")] == round(nll["model"], 4)
 
 
 def test_python_m_hf_music_writes_midi_and_wav_offline(tmp_path):

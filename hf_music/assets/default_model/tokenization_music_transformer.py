@@ -1,0 +1,483 @@
+"""Performance-event MIDI tokenizer of the Music Transformer (Oore et al. 2018; Huang et al. 2018).
+
+Vocabulary (defaults give 391 ids):
+
+    <pad> <bos> <eos>                      special tokens, ids 0, 1, 2
+    NOTE_ON_0 .. NOTE_ON_127               a key goes down
+    NOTE_OFF_0 .. NOTE_OFF_127             a key (or the sustain pedal holding it) goes up
+    TIME_SHIFT_1 .. TIME_SHIFT_100         time moves on by k * 10 ms (10 ms .. 1 s)
+    VELOCITY_0 .. VELOCITY_31              loudness bin of the following NOTE_ONs
+
+Encoding order at one instant (documented, tested): all NOTE_OFFs by ascending pitch, then the
+NOTE_ONs by ascending pitch, each preceded by a VELOCITY token only when its velocity bin differs
+from the previous NOTE_ON's. Times are absolute seconds through the tempo map, rounded to the
+nearest step. All non-drum tracks are merged; drums are dropped.
+
+This file is copied into checkpoints by ``save_pretrained`` for ``trust_remote_code``: it uses
+relative imports only and imports symusic inside ``try`` so that a missing package is reported
+when MIDI is used, not when the tokenizer is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+from transformers import PreTrainedTokenizer
+
+try:
+    import symusic
+except ImportError:  # reported by _require_symusic() when MIDI is actually read or written
+    symusic = None
+
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
+NUM_PITCHES = 128
+# 120 quarter notes per minute and 500 ticks per quarter: one tick is exactly one millisecond.
+_TICKS_PER_QUARTER = 500
+_QPM = 120.0
+
+
+class MidiReadError(ValueError):
+    """A MIDI input could not be read. The message names the file and the cause."""
+
+
+class PerformanceNotes(NamedTuple):
+    """Notes of a performance as parallel arrays, times in seconds (offset is pedal-extended)."""
+
+    onset: np.ndarray
+    offset: np.ndarray
+    pitch: np.ndarray
+    velocity: np.ndarray
+
+    def __len__(self) -> int:  # number of notes, not number of fields
+        return int(self.pitch.shape[0])
+
+
+def _require_symusic():
+    if symusic is None:
+        raise ImportError(
+            "hf_music's MIDI tokenizer needs the 'symusic' package to read and write MIDI: pip install symusic"
+        )
+    return symusic
+
+
+def _describe(midi) -> str:
+    if isinstance(midi, (bytes, bytearray, memoryview)):
+        return f"<{len(midi)} bytes of MIDI>"
+    return str(midi)
+
+
+def load_score(midi, name: str | None = None):
+    """Return a ``symusic.Score`` for a path, raw bytes or a Score; raise MidiReadError naming the file."""
+    sm = _require_symusic()
+    if isinstance(midi, sm.Score):  # the factory matches Tick, Quarter and Second scores
+        return midi
+    label = name or _describe(midi)
+    if isinstance(midi, (bytes, bytearray, memoryview)):
+        data = bytes(midi)
+    elif isinstance(midi, (str, os.PathLike)):
+        try:
+            with open(midi, "rb") as fh:
+                data = fh.read()
+        except OSError as err:
+            raise MidiReadError(f"{label}: cannot open MIDI file ({err.strerror or err})") from err
+    else:
+        raise TypeError(f"expected a MIDI path, bytes or symusic.Score, got {type(midi).__name__}")
+    if not data:
+        raise MidiReadError(f"{label}: not a MIDI file (the file is empty)")
+    try:
+        return sm.Score.from_midi(data)
+    except Exception as err:  # symusic raises RuntimeError with a parser message
+        raise MidiReadError(f"{label}: not a valid MIDI file ({err})") from err
+
+
+def tick_to_seconds(score):
+    """A vectorized function mapping ticks to seconds (float64) through the score's tempo map.
+
+    symusic's own ``Score.to("second")`` works in float32, whose error can move a note that
+    lies exactly between two 10 ms steps to either side; float64 keeps rounding reproducible.
+    """
+    tpq = score.ticks_per_quarter
+    tempos = score.tempos.numpy() if len(score.tempos) else {"time": np.zeros(0), "mspq": np.zeros(0)}
+    order = np.argsort(tempos["time"], kind="stable")
+    change_tick = tempos["time"][order].astype(np.float64)
+    us_per_quarter = tempos["mspq"][order].astype(np.float64)
+    if len(change_tick) == 0 or change_tick[0] > 0:  # MIDI's default tempo before the first change
+        change_tick = np.concatenate(([0.0], change_tick))
+        us_per_quarter = np.concatenate(([500_000.0], us_per_quarter))
+    sec_per_tick = us_per_quarter / (1e6 * tpq)
+    if len(change_tick) == 1:  # one tempo: a plain scale
+        scale = float(sec_per_tick[0])
+        return lambda ticks: np.asarray(ticks, np.float64) * scale
+    change_sec = np.concatenate(([0.0], np.cumsum(np.diff(change_tick) * sec_per_tick[:-1])))
+
+    def convert(ticks):
+        ticks = np.asarray(ticks, np.float64)
+        i = np.searchsorted(change_tick, ticks, side="right") - 1
+        i = np.maximum(i, 0)
+        return change_sec[i] + (ticks - change_tick[i]) * sec_per_tick[i]
+
+    return convert
+
+
+def pedal_intervals(track, end_tick: int) -> tuple[np.ndarray, np.ndarray]:
+    """(down, up) ticks of the sustain pedal (CC64 >= 64 is down) of one track.
+
+    A pedal still down when the file ends is released at ``end_tick`` (symusic's own
+    ``track.pedals`` drops it, which would cut the last chords of many performances short).
+    """
+    controls = track.controls.numpy()
+    is_sustain = controls["number"] == 64
+    tick = controls["time"][is_sustain].astype(np.int64)
+    pressed = controls["value"][is_sustain] >= 64
+    if (tick[1:] < tick[:-1]).any():
+        order = np.argsort(tick, kind="stable")
+        tick, pressed = tick[order], pressed[order]
+    was_pressed = np.concatenate(([False], pressed[:-1]))
+    down = tick[pressed & ~was_pressed]
+    up = tick[~pressed & was_pressed]
+    if len(up) < len(down):
+        up = np.concatenate((up, [max(int(end_tick), int(down[-1]))]))
+    return down, up
+
+
+def score_to_notes(score, sustain_pedal: bool = True) -> PerformanceNotes:
+    """Merge the non-drum tracks of a Score into note arrays in seconds, releases extended by the pedal."""
+    sm = _require_symusic()
+    if not isinstance(score, sm.core.ScoreTick):
+        score = score.to("tick")
+    seconds = tick_to_seconds(score)
+    end_tick = score.end()
+    onsets, offsets, pitches, velocities = [], [], [], []
+    for track in score.tracks:
+        if track.is_drum or track.note_num() == 0:
+            continue
+        notes = track.notes.numpy()
+        start_tick = notes["time"].astype(np.int64)
+        onset = seconds(start_tick)
+        offset = seconds(start_tick + notes["duration"])
+        down, up = pedal_intervals(track, end_tick) if sustain_pedal else ((), ())
+        if len(down):
+            # A release inside [pedal down, pedal up) is held until the pedal comes up.
+            down, up = seconds(down), seconds(up)
+            idx = np.searchsorted(down, offset, side="right") - 1
+            held = (idx >= 0) & (offset < up[np.maximum(idx, 0)])
+            offset = np.where(held, up[np.maximum(idx, 0)], offset)
+        onsets.append(onset)
+        offsets.append(offset)
+        pitches.append(notes["pitch"].astype(np.int64))
+        velocities.append(notes["velocity"].astype(np.int64))
+    if not onsets:
+        empty_f, empty_i = np.zeros(0, np.float64), np.zeros(0, np.int64)
+        return PerformanceNotes(empty_f, empty_f.copy(), empty_i, empty_i.copy())
+    return PerformanceNotes(
+        np.concatenate(onsets), np.concatenate(offsets), np.concatenate(pitches), np.concatenate(velocities)
+    )
+
+
+def seconds_to_steps(seconds, step: float) -> np.ndarray:
+    """Nearest step, halves rounded up (a tiny epsilon absorbs float noise at exact halves)."""
+    return np.floor(np.asarray(seconds, np.float64) / step + 0.5 + 1e-6).astype(np.int64)
+
+
+class MidiTokenizer(PreTrainedTokenizer):
+    """Performance-event tokenizer for piano MIDI, a ``transformers`` tokenizer.
+
+    Args:
+        time_resolution_ms: length of one TIME_SHIFT step in milliseconds (10).
+        max_time_shift: number of TIME_SHIFT tokens, so the longest single shift is
+            ``max_time_shift * time_resolution_ms`` (100 -> 1 s). Longer gaps use several.
+        num_velocity_bins: number of VELOCITY tokens (32); MIDI velocity v falls in bin
+            ``v * num_velocity_bins // 128`` and decodes to the bin's centre.
+        sustain_pedal: extend note releases to the sustain pedal's release (CC64 >= 64), as
+            Magenta and the Music Transformer do.
+
+    The text form is space-separated event names: ``tok("NOTE_ON_60 TIME_SHIFT_50 NOTE_OFF_60")``.
+    For MIDI use :meth:`encode_midi` and :meth:`decode_midi`.
+    """
+
+    vocab_files_names: dict[str, str] = {}  # the vocabulary follows from the arguments alone
+    model_input_names = ["input_ids", "attention_mask"]
+
+    def __init__(
+        self,
+        time_resolution_ms: int = 10,
+        max_time_shift: int = 100,
+        num_velocity_bins: int = 32,
+        sustain_pedal: bool = True,
+        pad_token: str = "<pad>",
+        bos_token: str = "<bos>",
+        eos_token: str = "<eos>",
+        **kwargs,
+    ):
+        if time_resolution_ms <= 0 or max_time_shift < 1 or not 1 <= num_velocity_bins <= 128:
+            raise ValueError(
+                "need time_resolution_ms > 0, max_time_shift >= 1 and 1 <= num_velocity_bins <= 128, got "
+                f"{time_resolution_ms}, {max_time_shift}, {num_velocity_bins}"
+            )
+        self.time_resolution_ms = int(time_resolution_ms)
+        self.max_time_shift = int(max_time_shift)
+        self.num_velocity_bins = int(num_velocity_bins)
+        self.sustain_pedal = bool(sustain_pedal)
+        self.note_on_offset = len(SPECIAL_TOKENS)
+        self.note_off_offset = self.note_on_offset + NUM_PITCHES
+        self.time_shift_offset = self.note_off_offset + NUM_PITCHES
+        self.velocity_offset = self.time_shift_offset + self.max_time_shift
+        self._id_to_token = [
+            *SPECIAL_TOKENS,
+            *(f"NOTE_ON_{p}" for p in range(NUM_PITCHES)),
+            *(f"NOTE_OFF_{p}" for p in range(NUM_PITCHES)),
+            *(f"TIME_SHIFT_{k}" for k in range(1, self.max_time_shift + 1)),
+            *(f"VELOCITY_{b}" for b in range(self.num_velocity_bins)),
+        ]
+        self._token_to_id = {tok: i for i, tok in enumerate(self._id_to_token)}
+        # Pattern is not saved by transformers, so it is set here on every construction.
+        kwargs.setdefault("special_tokens_pattern", "bos_eos")
+        super().__init__(
+            time_resolution_ms=self.time_resolution_ms,
+            max_time_shift=self.max_time_shift,
+            num_velocity_bins=self.num_velocity_bins,
+            sustain_pedal=self.sustain_pedal,
+            pad_token=pad_token,
+            bos_token=bos_token,
+            eos_token=eos_token,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ transformers API
+    @property
+    def vocab_size(self) -> int:
+        return len(self._id_to_token)
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab = dict(self._token_to_id)
+        vocab.update(self.added_tokens_encoder)
+        return vocab
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        return text.split()
+
+    def _convert_token_to_id(self, token: str) -> int:
+        try:
+            return self._token_to_id[token]
+        except KeyError:
+            raise ValueError(
+                f"unknown event {token!r}: expected NOTE_ON_p, NOTE_OFF_p (p in 0..127), "
+                f"TIME_SHIFT_k (k in 1..{self.max_time_shift}), VELOCITY_b (b in 0..{self.num_velocity_bins - 1}) "
+                f"or one of {', '.join(SPECIAL_TOKENS)}"
+            ) from None
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self._id_to_token[index]
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        return " ".join(tokens)
+
+    def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
+        return ()  # tokenizer_config.json holds every argument the vocabulary is built from
+
+    # ------------------------------------------------------------------ MIDI -> ids
+    @property
+    def time_step(self) -> float:
+        """Seconds per TIME_SHIFT step."""
+        return self.time_resolution_ms / 1000.0
+
+    def midi_to_notes(self, midi, name: str | None = None) -> PerformanceNotes:
+        """Read a path, bytes or Score into merged, pedal-extended note arrays (seconds)."""
+        return score_to_notes(load_score(midi, name=name), sustain_pedal=self.sustain_pedal)
+
+    def encode_midi(self, midi, add_special_tokens: bool = True) -> list[int] | list[list[int]]:
+        """Encode a MIDI path, raw bytes or ``symusic.Score`` (or a list of them) into token ids.
+
+        Raises MidiReadError (a ValueError naming the file) for unreadable input. A valid file
+        without notes gives only the special tokens.
+        """
+        if isinstance(midi, (list, tuple)):
+            return [self.encode_midi(m, add_special_tokens=add_special_tokens) for m in midi]
+        return self.encode_notes(self.midi_to_notes(midi), add_special_tokens=add_special_tokens).tolist()
+
+    def quantize_notes(self, notes: PerformanceNotes) -> tuple[np.ndarray, ...]:
+        """Notes on the step grid, in event order, with a re-struck pitch ending the sounding one.
+
+        Returns ``(on, off, pitch, velocity_bin, num_dropped)``: integer steps sorted by (on, pitch).
+        Every note lasts at least one step; of several strikes of one pitch within the same
+        step only the last (in file order) is kept, the others are counted in ``num_dropped``.
+        """
+        on = seconds_to_steps(notes.onset, self.time_step)
+        off = seconds_to_steps(notes.offset, self.time_step)
+        pitch = np.asarray(notes.pitch, np.int64)
+        velocity = np.asarray(notes.velocity, np.int64)
+        keep = (pitch >= 0) & (pitch < NUM_PITCHES) & (on >= 0) & (velocity >= 0) & (velocity < 128)
+        if not keep.all():
+            on, off, pitch, velocity = on[keep], off[keep], pitch[keep], velocity[keep]
+        off = np.maximum(off, on + 1)
+        # Within each pitch, in time order, a note ends no later than the next onset of that pitch.
+        # Two stable sorts (= lexsort by pitch, then step, then file order): timsort by step is
+        # fast on notes that come nearly in time order, and radix sort by an 8-bit pitch is linear.
+        by_step = np.argsort(on, kind="stable")
+        by_pitch = by_step[np.argsort(pitch[by_step].astype(np.uint8), kind="stable")]
+        p_sorted, on_sorted = pitch[by_pitch], on[by_pitch]
+        clipped = off[by_pitch]
+        same_pitch_next = p_sorted[1:] == p_sorted[:-1]
+        clipped[:-1] = np.where(same_pitch_next, np.minimum(clipped[:-1], on_sorted[1:]), clipped[:-1])
+        off[by_pitch] = clipped
+        valid = off > on
+        num_dropped = len(on) - int(valid.sum())
+        if num_dropped:
+            on, off, pitch, velocity = on[valid], off[valid], pitch[valid], velocity[valid]
+        # Keys are unique once repeats are dropped; notes come nearly in time order, which timsort
+        # ("stable") sorts several times faster than quicksort.
+        order = np.argsort(on * NUM_PITCHES + pitch, kind="stable")
+        vbin = velocity[order] * self.num_velocity_bins // 128
+        return on[order], off[order], pitch[order], vbin, num_dropped
+
+    def encode_notes(self, notes: PerformanceNotes, add_special_tokens: bool = True) -> np.ndarray:
+        """Vectorized event encoding of note arrays; returns an int64 array of ids."""
+        on, off, pitch, vbin, _ = self.quantize_notes(notes)
+        n = len(on)
+        # Note-on groups ([VELOCITY] NOTE_ON) come in (on, pitch) order already; NOTE_OFFs are
+        # sorted by (off, pitch) and merged in front of the groups that start at the same step.
+        vel_change = np.ones(n, bool)
+        vel_change[1:] = vbin[1:] != vbin[:-1]
+        off_order = np.argsort(off * NUM_PITCHES + pitch, kind="stable")  # nearly sorted already
+        off, off_pitch = off[off_order], pitch[off_order]
+        group_len = 1 + vel_change
+        tokens_before_group = np.zeros(n + 1, np.int64)
+        np.cumsum(group_len, out=tokens_before_group[1:])
+        # Both step arrays are sorted: one stable merge (timsort sees two runs, O(n)) tells for
+        # each NOTE_ON how many NOTE_OFFs come at or before it, and for each NOTE_OFF how many
+        # groups start strictly before it (offs sort first among equal steps).
+        merged = np.empty(2 * n, np.int64)
+        merged[np.argsort(np.concatenate((off, on)), kind="stable")] = np.arange(2 * n)
+        offs_before_group = merged[n:] - np.arange(n)
+        groups_before_off = merged[:n] - np.arange(n)
+        on_pos = tokens_before_group[:-1] + offs_before_group + vel_change  # NOTE_ON after its VELOCITY
+        off_pos = np.arange(n) + tokens_before_group[groups_before_off]
+        num_events = int(tokens_before_group[-1]) + n  # velocity + note-on tokens, then note-offs
+        token = np.empty(num_events, np.int64)
+        time = np.empty(num_events, np.int64)
+        token[on_pos] = self.note_on_offset + pitch
+        time[on_pos] = on
+        vel_pos = on_pos[vel_change] - 1
+        token[vel_pos] = self.velocity_offset + vbin[vel_change]
+        time[vel_pos] = on[vel_change]
+        token[off_pos] = self.note_off_offset + off_pitch
+        time[off_pos] = off
+
+        # Gaps between events become TIME_SHIFT runs: full max shifts, then the remainder.
+        delta = np.empty(num_events, np.int64)
+        if num_events:
+            delta[0] = time[0]
+            np.subtract(time[1:], time[:-1], out=delta[1:])
+        shifts_per_event = -(-delta // self.max_time_shift)
+        shifts_so_far = np.cumsum(shifts_per_event)
+        num_shifts = int(shifts_so_far[-1]) if num_events else 0
+        special = 1 if add_special_tokens else 0
+        # Every slot starts as the longest shift; events and the last (partial) shift of each
+        # gap are then written at their computed positions.
+        out = np.full(num_events + num_shifts + 2 * special, self.time_shift_offset - 1 + self.max_time_shift)
+        event_pos = shifts_so_far + np.arange(special, num_events + special)
+        out[event_pos] = token
+        shifted = np.flatnonzero(delta)
+        out[event_pos[shifted] - 1] = self.time_shift_offset + (delta[shifted] - 1) % self.max_time_shift
+        if special:
+            out[0] = self.bos_token_id
+            out[-1] = self.eos_token_id
+        return out
+
+    # ------------------------------------------------------------------ ids -> MIDI
+    def note_events(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, pitches and is-NOTE_ON flags of the NOTE_ON / NOTE_OFF events in an id sequence."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        pos = np.flatnonzero((ids >= self.note_on_offset) & (ids < self.time_shift_offset))
+        return pos, (ids[pos] - self.note_on_offset) % NUM_PITCHES, ids[pos] < self.note_off_offset
+
+    def ids_to_notes(self, ids) -> PerformanceNotes:
+        """Decode any id sequence into notes (seconds). Never raises on content.
+
+        Specials, pads and unknown ids are skipped; a NOTE_OFF without a sounding note is
+        ignored; a NOTE_ON of a sounding pitch ends it; notes open at the end are closed there.
+        """
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        ids = ids[(ids >= self.note_on_offset) & (ids < self.vocab_size)]
+        is_shift = (ids >= self.time_shift_offset) & (ids < self.velocity_offset)
+        steps = np.cumsum(np.where(is_shift, ids - self.time_shift_offset + 1, 0))
+        end_step = int(steps[-1]) if len(steps) else 0
+
+        is_velocity = ids >= self.velocity_offset
+        last_velocity_pos = np.maximum.accumulate(np.where(is_velocity, np.arange(len(ids)), -1))
+        default_bin = 64 * self.num_velocity_bins // 128
+        vbin = np.where(
+            last_velocity_pos >= 0, ids[np.maximum(last_velocity_pos, 0)] - self.velocity_offset, default_bin
+        )
+
+        pos, pitch, is_on = self.note_events(ids)
+        # Each NOTE_ON sounds until the next NOTE_ON/NOTE_OFF of the same pitch, else until the end.
+        order = np.lexsort((pos, pitch))
+        pos, pitch, starts_note = pos[order], pitch[order], is_on[order]
+        has_next = np.r_[pitch[1:] == pitch[:-1], False]
+        end = np.where(has_next, np.r_[steps[pos[1:]], 0], end_step)
+        start, end, pitch, note_pos = (
+            steps[pos][starts_note],
+            end[starts_note],
+            pitch[starts_note],
+            pos[starts_note],
+        )
+        audible = end > start
+        start, end, pitch, note_pos = start[audible], end[audible], pitch[audible], note_pos[audible]
+        order = np.lexsort((pitch, start))
+        start, end, pitch, note_pos = start[order], end[order], pitch[order], note_pos[order]
+        bin_width = 128 / self.num_velocity_bins
+        velocity = np.clip(np.floor((vbin[note_pos] + 0.5) * bin_width), 1, 127).astype(np.int64)
+        ms = self.time_resolution_ms
+        return PerformanceNotes(start * ms / 1000.0, end * ms / 1000.0, pitch, velocity)
+
+    def decode_midi(self, ids):
+        """Decode ids (list, numpy array or tensor; 2-D gives a list) into a ``symusic.Score``.
+
+        Any sequence decodes without an exception: specials and pads are skipped, NOTE_OFFs
+        without a sounding note are ignored and notes still open at the end are closed.
+        """
+        if hasattr(ids, "detach"):
+            ids = ids.detach().cpu().numpy()
+        if isinstance(ids, np.ndarray) and ids.ndim == 2:
+            return [self.decode_midi(row) for row in ids]
+        if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray)):
+            return [self.decode_midi(row) for row in ids]
+        return self.notes_to_score(self.ids_to_notes(ids))
+
+    def notes_to_score(self, notes: PerformanceNotes):
+        """One piano track, 120 qpm, 1 tick = 1 ms."""
+        sm = _require_symusic()
+        ms_per_tick = 60_000.0 / (_QPM * _TICKS_PER_QUARTER)
+        start = np.rint(np.asarray(notes.onset) * 1000.0 / ms_per_tick).astype(np.int32)
+        end = np.rint(np.asarray(notes.offset) * 1000.0 / ms_per_tick).astype(np.int32)
+        score = sm.Score(_TICKS_PER_QUARTER)
+        score.tempos.append(sm.Tempo(0, qpm=_QPM))
+        track = sm.Track(name="Piano", program=0, is_drum=False)
+        track.notes = sm.Note.from_numpy(
+            start,
+            np.maximum(end - start, 1).astype(np.int32),
+            np.asarray(notes.pitch, np.int8),
+            np.asarray(notes.velocity, np.int8),
+        )
+        score.tracks.append(track)
+        return score
+
+    def write_midi(self, ids, path: str | os.PathLike) -> str:
+        """Decode ids and write a standard MIDI file; returns the path."""
+        path = os.fspath(path)
+        self.decode_midi(ids).dump_midi(path)
+        return path
+
+
+__all__ = [
+    "MidiReadError",
+    "MidiTokenizer",
+    "PerformanceNotes",
+    "load_score",
+    "score_to_notes",
+    "seconds_to_steps",
+    "tick_to_seconds",
+]

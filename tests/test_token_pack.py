@@ -1,0 +1,90 @@
+"""Token packs: the compact, checksummed corpus file, and load_corpus for every source."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import MAESTRO_MINI
+
+from hf_music import MidiTokenizer
+from hf_music.token_pack import TokenPack, TokenPackError, load_corpus
+
+
+@pytest.fixture(scope="module")
+def mini_pack(tmp_path_factory):
+    pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI)
+    return pack, pack.save(tmp_path_factory.mktemp("pack") / "mini.tokens.npz")
+
+
+def test_pack_round_trip_keeps_every_piece_and_the_record(mini_pack, tokenizer):
+    pack, path = mini_pack
+    loaded = TokenPack.load(path)
+    assert sorted(loaded.splits) == sorted(pack.splits) == ["test", "train", "validation"]
+    for split in pack.splits:
+        originals, again = pack.pieces(split), loaded.pieces(split)
+        assert len(again) == len(originals) == len(pack.info["files"][split])
+        assert all(np.array_equal(a, b) for a, b in zip(originals, again, strict=True))
+        assert all(p[0] == tokenizer.bos_token_id and p[-1] == tokenizer.eos_token_id for p in again)
+    # maestro-mini: 35 / 8 / 9 files; the record names the data, its licence and the tokenizer.
+    assert {s: len(loaded.pieces(s)) for s in loaded.splits} == {"train": 35, "validation": 8, "test": 9}
+    assert loaded.info["corpus"]["name"] == "MAESTRO v3.0.0"
+    assert loaded.info["corpus"]["license"] == "cc-by-nc-sa-4.0"
+    assert loaded.info["vocab_size"] == tokenizer.vocab_size and loaded.info["skipped"]["train"] == []
+    assert loaded.tokens["train"].dtype == np.uint16
+
+
+def test_pack_is_the_same_as_tokenizing_the_files(mini_pack, tokenizer):
+    pack, _ = mini_pack
+    first = pack.info["files"]["validation"][0]
+    assert np.array_equal(pack.pieces("validation")[0], tokenizer.encode_midi(MAESTRO_MINI / first))
+
+
+def test_damaged_pack_is_refused_with_its_name(mini_pack, tmp_path):
+    _, path = mini_pack
+    with np.load(path) as archive:
+        arrays = {name: archive[name].copy() for name in archive.files}
+    arrays["train.tokens"][100] ^= 1  # one flipped bit in one id, the record unchanged
+    damaged = tmp_path / "damaged.npz"
+    np.savez_compressed(damaged, **arrays)
+    with pytest.raises(TokenPackError, match=r"damaged\.npz.*checksum mismatch in train\.tokens"):
+        TokenPack.load(damaged)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(TokenPackError, match=r"junk\.npz"):
+        TokenPack.load(tmp_path / "junk.npz")
+    with pytest.raises(TokenPackError, match="does not exist"):
+        TokenPack.load(tmp_path / "missing.npz")
+
+
+def test_load_corpus_reads_a_pack_checks_its_vocabulary_and_selects_splits(mini_pack):
+    _, path = mini_pack
+    pack = load_corpus(MidiTokenizer(), tokens_file=path, splits=("train", "test"))
+    assert sorted(pack.splits) == ["test", "train"]
+    with pytest.raises(TokenPackError, match="vocabulary of 391"):
+        load_corpus(MidiTokenizer(num_velocity_bins=16), tokens_file=path)
+    with pytest.raises(ValueError, match="exactly one"):
+        load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI, tokens_file=path)
+
+
+def test_ids_beyond_uint16_are_refused():
+    with pytest.raises(ValueError, match=r"0\.\.65535"):
+        TokenPack.from_pieces({"train": [np.array([1, 70000])]})
+
+
+def test_prepare_data_script_writes_a_pack(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    out = tmp_path / "mini.npz"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "prepare_data.py"), "--maestro_dir", str(MAESTRO_MINI),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "train 35 pieces" in result.stdout and out.is_file()
+    info = TokenPack.load(out).info
+    assert json.dumps(info["files"]["test"]).count(".midi") == 9
