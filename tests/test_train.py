@@ -139,6 +139,33 @@ def test_fine_tuning_on_a_new_corpus(trained, tmp_path):
         assert before[key] == after[key]
 
 
+def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
+    from hf_music import MidiTokenizer
+    from hf_music.token_pack import load_corpus
+
+    pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI).save(tmp_path / "mini.tokens.npz")
+    out = tmp_path / "budget"
+    metrics = train(
+        out, "--tokens_file", pack, "--max_minutes", 0.4, "--warmup_steps", 40, "--num_evaluations", 2,
+        "--batch_size", 4, "--max_eval_batches", 4, "--augment",
+    )  # fmt: skip
+    record = json.loads((out / "best" / "training_metrics.json").read_text())
+    steps = record["max_steps"]
+    # The step count was fitted to the budget after the timed steps 10-40, then kept in the record.
+    assert steps > 40
+    half = steps // 2  # --num_evaluations 2: every half of the fitted run, and at its end
+    assert [h["step"] for h in metrics["history"]] == sorted({0, half, 2 * half, steps})
+    assert record["training_data"] == [
+        {
+            "corpus": "maestro",
+            "name": "MAESTRO v3.0.0",
+            "source": "maestro-mini",
+            "license": "cc-by-nc-sa-4.0",
+        }
+    ]
+    assert record["train_pieces"] == 35 and record["validation_pieces"] == 8
+
+
 def test_config_file_and_argument_errors(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"maestro_dir: {MAESTRO_MINI}\nmax_steps: 2\neval_steps: 2\nbatch_size: 4\n")
