@@ -4,8 +4,9 @@
     python -m hf_music --prompt chopin_etude_op10_no9 --prompt_seconds 10 --seconds 30 --temperature 0.9
     python -m hf_music --model user/music-transformer --num 3 --seed 0 --out runs/samples/piece.mid
 
---model takes a checkpoint folder or a Hub id (loaded with trust_remote_code=True, so a
-checkpoint made by hf_music works even where hf_music is a different version). A WAV file is
+--model takes a checkpoint folder or a Hub id; a music_transformer checkpoint is loaded with
+this package's classes, so no code from the checkpoint runs (--trust_remote_code allows it for
+other model types). A WAV file is
 written next to each MIDI file when a General MIDI soundfont and FluidSynth are installed.
 """
 
@@ -52,6 +53,11 @@ def parse_args(argv=None):
     parser.add_argument("--min_p", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--unconstrained", action="store_true", help="turn grammar-aware sampling off")
+    parser.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="allow a non-music_transformer --model to run its code",
+    )
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: where the model loads)")
     return parser.parse_args(argv)
 
@@ -60,7 +66,7 @@ def main(argv=None) -> list[Path]:
     args = parse_args(argv)
     seconds = args.seconds if args.seconds is not None or args.max_new_tokens else 20.0
     started = time.perf_counter()
-    model, tokenizer = load_model(args.model, args.device)
+    model, tokenizer = load_model(args.model, args.device, trust_remote_code=args.trust_remote_code)
     loaded = time.perf_counter()
     rows = generate_ids(
         model, tokenizer, prompt=bundled_prompts().get(args.prompt, args.prompt), prompt_seconds=args.prompt_seconds,

@@ -106,14 +106,35 @@ def download(url: str, sha256: str | None = None, cache: Path | None = None) -> 
     return target
 
 
+# Far above any real performance (MAESTRO's largest file is under 1 MB): a bigger member is a
+# zip bomb or not MIDI, and is skipped before it is read.
+MAX_MIDI_BYTES = 64 * 2**20
+
+
+def _check_relative(name: str, where: str) -> str:
+    """A path that stays inside its folder or archive, else a ValueError naming it."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise ValueError(
+            f"{where}: unsafe path {name!r} (absolute or climbing out with '..'); refusing to read it"
+        )
+    return name
+
+
 class _MidiSource:
-    """Reads MAESTRO metadata and MIDI bytes from an extracted folder or a zip archive."""
+    """Reads MAESTRO metadata and MIDI bytes from an extracted folder or a zip archive.
+
+    Paths are checked: absolute names and '..' are refused, in the archive's member list and in
+    the metadata alike, so nothing outside the folder or archive is read.
+    """
 
     def __init__(self, location: Path):
         self.location = location
         self.archive = zipfile.ZipFile(location) if location.suffix == ".zip" else None
         if self.archive is not None:
             names = self.archive.namelist()
+            for name in names:
+                _check_relative(name, f"{location}")
             # The official zip has everything below one folder (maestro-v3.0.0/...).
             tops = {n.split("/", 1)[0] for n in names if "/" in n}
             self.prefix = f"{tops.pop()}/" if len(tops) == 1 else ""
@@ -123,11 +144,18 @@ class _MidiSource:
         return f"{self.location}" + (f" (inside the zip, under '{self.prefix}')" if self.archive else "")
 
     def exists(self, relative: str) -> bool:
+        _check_relative(relative, self.describe())
         if self.archive is not None:
             return self.prefix + relative in self.members
         return (self.location / relative).is_file()
 
+    def size(self, relative: str) -> int:
+        if self.archive is not None:
+            return self.archive.getinfo(self.prefix + relative).file_size
+        return (self.location / relative).stat().st_size
+
     def read(self, relative: str) -> bytes:
+        _check_relative(relative, self.describe())
         if self.archive is not None:
             return self.archive.read(self.prefix + relative)
         return (self.location / relative).read_bytes()
@@ -229,6 +257,16 @@ def load_maestro(
     midi_source = _MidiSource(location)
     rows = read_maestro_metadata(midi_source, version)
     missing = [row["midi_filename"] for row in rows if not midi_source.exists(row["midi_filename"])]
+    present = [row for row in rows if row["midi_filename"] not in set(missing)]
+    oversized = [
+        row["midi_filename"] for row in present if midi_source.size(row["midi_filename"]) > MAX_MIDI_BYTES
+    ]
+    for name in oversized:
+        logger.warning(
+            "skipped %s in %s: over %d MB uncompressed", name, midi_source.describe(), MAX_MIDI_BYTES >> 20
+        )
+    if oversized:
+        rows = [row for row in rows if row["midi_filename"] not in set(oversized)]
     if missing:
         message = (
             f"{len(missing)} of {len(rows)} MIDI files listed in maestro-{version} metadata are missing "
@@ -294,6 +332,10 @@ def load_midi_folder(
     )
     if not files:
         raise FileNotFoundError(f"no .mid or .midi files under {root}")
+    oversized = [f for f in files if (root / f).stat().st_size > MAX_MIDI_BYTES]
+    for name in oversized:
+        logger.warning("skipped %s in %s: over %d MB", name, root, MAX_MIDI_BYTES >> 20)
+    files = [f for f in files if f not in set(oversized)]
     by_split: dict[str, list[str]] = {}
     for relative in files:
         by_split.setdefault(split_of(relative, validation_fraction, test_fraction, seed), []).append(relative)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from .tokenization_music_transformer import MidiTokenizer, PerformanceNotes
+from .tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
 
 # Dirichlet smoothing of the bigram towards the unigram: how many pseudo-counts the unigram gets.
 BIGRAM_PRIOR = 1.0
@@ -184,11 +184,99 @@ def compare_features(reference: list[PerformanceNotes], generated: list[Performa
     return rows
 
 
+# ---------------------------------------------------------------------------- degeneration
+# Per-piece statistics that catch what a degenerate sampler does: too few notes, one key
+# hammered, notes held for ever, walls of sound, silence.
+DEGENERATION_STATISTICS = (
+    "notes_per_second",
+    "max_pitch_share",
+    "longest_note_s",
+    "polyphony_p95",
+    "polyphony_max",
+    "longest_silence_s",
+    "longest_repeat_run",
+)
+
+
+def degeneration_statistics(
+    notes: PerformanceNotes, duration: float, window_seconds: float = 10.0
+) -> dict[str, float]:
+    """Statistics of one piece lasting ``duration`` seconds (notes already cut to it).
+
+    notes_per_second; max_pitch_share: the largest share of one pitch among the onsets of any
+    ``window_seconds`` window (windows start at onsets and lie inside the piece; the whole piece
+    when it is shorter); longest_note_s; polyphony_p95 / polyphony_max: notes sounding at each
+    onset; longest_silence_s: the longest time with no note sounding, from 0 to ``duration``;
+    longest_repeat_run: the most consecutive onsets (in time, then pitch, order) of one pitch.
+    """
+    order = np.lexsort((notes.pitch, notes.onset))
+    onset, offset = np.asarray(notes.onset, float)[order], np.asarray(notes.offset, float)[order]
+    pitch = np.asarray(notes.pitch, np.int64)[order]
+    n = len(onset)
+    if n == 0:
+        zero = dict.fromkeys(DEGENERATION_STATISTICS, 0.0)
+        return {**zero, "longest_silence_s": float(duration)}
+    starts = np.flatnonzero(onset + window_seconds <= duration + 1e-9)
+    starts = starts if len(starts) else np.array([0])
+    ends = np.searchsorted(onset, onset[starts] + window_seconds, side="left")
+    counts = np.zeros((n + 1, NUM_PITCHES), np.int32)
+    counts[np.arange(1, n + 1), pitch] = 1
+    counts = np.cumsum(counts, axis=0)
+    window_counts = counts[ends] - counts[starts]
+    share = window_counts.max(axis=1) / np.maximum(ends - starts, 1)
+    sounding = np.searchsorted(onset, onset, side="right") - np.searchsorted(
+        np.sort(offset), onset, side="right"
+    )
+    reach = np.maximum.accumulate(offset)
+    gaps = np.concatenate([[onset[0]], onset[1:] - reach[:-1], [duration - reach[-1]]])
+    change = np.flatnonzero(np.diff(pitch) != 0)
+    runs = np.diff(np.concatenate([[-1], change, [n - 1]]))
+    return {
+        "notes_per_second": n / duration,
+        "max_pitch_share": float(share.max()),
+        "longest_note_s": float((offset - onset).max()),
+        "polyphony_p95": float(np.percentile(sounding, 95)),
+        "polyphony_max": float(sounding.max()),
+        "longest_silence_s": float(max(gaps.max(), 0.0)),
+        "longest_repeat_run": float(runs.max()),
+    }
+
+
+def excerpt(notes: PerformanceNotes, start: float, seconds: float) -> PerformanceNotes:
+    """The notes struck in [start, start + seconds), shifted to 0 and cut at the excerpt's end."""
+    keep = (notes.onset >= start) & (notes.onset < start + seconds)
+    onset = notes.onset[keep] - start
+    offset = np.minimum(notes.offset[keep] - start, seconds)
+    return PerformanceNotes(onset, offset, notes.pitch[keep], notes.velocity[keep])
+
+
+def out_of_range_limits(reference: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """(low, high) per statistic: the references' 1st percentile of notes per second, else 99th."""
+    limits = {}
+    for name in DEGENERATION_STATISTICS:
+        values = np.array([stats[name] for stats in reference])
+        if name == "notes_per_second":
+            limits[name] = (float(np.percentile(values, 1)), float("inf"))
+        else:
+            limits[name] = (float("-inf"), float(np.percentile(values, 99)))
+    return limits
+
+
+def out_of_range(stats: dict[str, float], limits: dict[str, tuple[float, float]]) -> list[str]:
+    """The statistics of one piece that fall outside the limits."""
+    return [name for name, (low, high) in limits.items() if not low <= stats[name] <= high]
+
+
 __all__ = [
+    "DEGENERATION_STATISTICS",
     "FEATURE_BINS",
     "compare_features",
+    "degeneration_statistics",
+    "excerpt",
     "music_features",
     "ngram_log_probs",
+    "out_of_range",
+    "out_of_range_limits",
     "overlap_and_kl",
     "score_blocks",
 ]

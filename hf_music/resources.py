@@ -30,16 +30,36 @@ def load_default_model(device=None):
     return (model.to(device) if device else model).eval(), tokenizer
 
 
-def load_model(name_or_path: str | None = None, device=None):
+def load_model(name_or_path: str | None = None, device=None, trust_remote_code: bool = False):
     """(model, tokenizer) from a checkpoint folder or Hub id, or the embedded default for None.
 
-    trust_remote_code=True: a checkpoint carries the code it was saved with, so one made by
-    another hf_music version loads as it was trained.
+    A checkpoint whose config says ``model_type: music_transformer`` is loaded with this
+    package's own classes: code files inside the checkpoint are never run. Any other model
+    needs ``trust_remote_code=True`` (as in transformers), which runs the checkpoint's code.
     """
     if name_or_path is None:
         return load_default_model(device)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import json
 
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, trust_remote_code=True, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import cached_file
+
+    from .modeling_music_transformer import MusicTransformerForCausalLM
+    from .tokenization_music_transformer import MidiTokenizer
+
+    config_file = cached_file(name_or_path, "config.json")
+    model_type = json.loads(Path(config_file).read_text(encoding="utf-8")).get("model_type")
+    if model_type == MusicTransformerForCausalLM.config_class.model_type:
+        model = MusicTransformerForCausalLM.from_pretrained(name_or_path, use_safetensors=True)
+        tokenizer = MidiTokenizer.from_pretrained(name_or_path)
+    elif trust_remote_code:
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, trust_remote_code=True, use_safetensors=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    else:
+        raise ValueError(
+            f"{name_or_path} holds a {model_type!r} model, not a music_transformer: loading it would run "
+            "code from the checkpoint; pass trust_remote_code=True (--trust_remote_code) if you trust it"
+        )
     return (model.to(device) if device else model).eval(), tokenizer

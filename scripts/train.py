@@ -31,7 +31,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, StackDataset, TensorDataset
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+from transformers import get_scheduler
 from transformers.utils import cached_file
 
 import hf_music
@@ -75,6 +75,11 @@ def parse_args(argv=None):
     )
     model.add_argument(
         "--init_from", default=None, help="folder or Hub id to fine-tune instead of a new model"
+    )
+    model.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="let --init_from load a model type other than music_transformer by running its code",
     )
     model.add_argument("--dropout", type=float, default=None, help="override the config's dropouts")
     model.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -304,10 +309,9 @@ def main(argv=None):
 
     # ---- tokenizer and model
     if args.init_from:
-        tokenizer = AutoTokenizer.from_pretrained(args.init_from, trust_remote_code=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            args.init_from, trust_remote_code=True, use_safetensors=True
-        )
+        # The package's own classes for music_transformer checkpoints: their code files never run.
+        model, tokenizer = hf_music.load_model(args.init_from, trust_remote_code=args.trust_remote_code)
+        model.train()
     else:
         tokenizer = hf_music.MidiTokenizer()
         # Learned positions past the training block would be untrained: the context is the block.

@@ -4,6 +4,7 @@ with bad files, training blocks, augmentation and streaming."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import zipfile
@@ -139,6 +140,52 @@ def test_v2_json_and_csv_only_metadata(tmp_path, maestro):
         "validation": 8,
         "test": 9,
     }
+
+
+def mini_zip_with(path, extra: dict[str, bytes], rows=None):
+    """maestro-mini as a MAESTRO zip, plus extra members, with the metadata rows given (csv)."""
+    rows = rows if rows is not None else list(csv.DictReader((MAESTRO_MINI / "maestro-v3.0.0.csv").open()))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for row in rows:
+            source = MAESTRO_MINI / row["midi_filename"]
+            if source.is_file():
+                archive.write(source, f"maestro-v3.0.0/{row['midi_filename']}")
+        for name, content in extra.items():
+            archive.writestr(name, content)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        archive.writestr("maestro-v3.0.0/maestro-v3.0.0.csv", text.getvalue())
+    return path
+
+
+def test_unsafe_names_and_oversized_members_are_refused(tmp_path, caplog):
+    rows = list(csv.DictReader((MAESTRO_MINI / "maestro-v3.0.0.csv").open()))
+    climbing = mini_zip_with(tmp_path / "climb.zip", {"maestro-v3.0.0/../../evil.midi": b"MThd"})
+    with pytest.raises(ValueError, match=r"climb\.zip: unsafe path 'maestro-v3\.0\.0/\.\./\.\./evil\.midi'"):
+        load_maestro(climbing)
+    # Metadata naming a file outside the dataset folder.
+    folder = tmp_path / "folder"
+    shutil.copytree(MAESTRO_MINI, folder)
+    (tmp_path / "outside.mid").write_bytes((MAESTRO_MINI / rows[0]["midi_filename"]).read_bytes())
+    with open(folder / "maestro-v3.0.0.csv", "a", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=list(rows[0])).writerow(
+            {**rows[0], "midi_filename": "../outside.mid"}
+        )
+    (folder / "maestro-v3.0.0.json").unlink()
+    with pytest.raises(ValueError, match=r"unsafe path '\.\./outside\.mid'"):
+        load_maestro(folder)
+    # A zip bomb: 65 MB of zeros listed as a performance is skipped (named in a warning), not read.
+    bomb_row = {**rows[0], "midi_filename": "2018/bomb.midi", "split": "test"}
+    bomb = mini_zip_with(
+        tmp_path / "bomb.zip", {"maestro-v3.0.0/2018/bomb.midi": bytes(65 * 2**20)}, [*rows, bomb_row]
+    )
+    with zipfile.ZipFile(bomb) as archive:
+        assert archive.getinfo("maestro-v3.0.0/2018/bomb.midi").compress_size < 2**20  # small on disk
+    ds = load_maestro(bomb)
+    assert len(ds["test"]) == 9 and "2018/bomb.midi" not in ds["test"]["midi_filename"]
+    assert "skipped 2018/bomb.midi" in caplog.text
 
 
 def test_missing_source_is_a_clear_error(tmp_path):

@@ -114,3 +114,44 @@ def test_evaluate_script_prints_and_writes_the_table(tmp_path):
         "velocity",
     }
     assert "bigram" in result.stdout and "pitch_class" in result.stdout
+
+
+def test_degeneration_statistics_of_hand_made_pieces():
+    from hf_music.evaluation import degeneration_statistics
+
+    # One note held 12 s in a 20 s piece: 0.05 notes/s, all onsets one pitch, 8 s of silence after it.
+    held = degeneration_statistics(notes([0.0], [12.0], [60]), duration=20.0)
+    assert held["notes_per_second"] == pytest.approx(0.05) and held["longest_note_s"] == 12.0
+    assert held["max_pitch_share"] == 1.0 and held["longest_silence_s"] == pytest.approx(8.0)
+    assert held["polyphony_max"] == 1 and held["longest_repeat_run"] == 1
+    # One key hammered 40 times, then a C major chord held: the run is 40, the share of 60 in the
+    # first 10 s window is 1, and 3 notes sound at once at the end.
+    onsets = [0.25 * i for i in range(40)] + [12.0, 12.0, 12.0]
+    piece = notes(onsets, [0.1] * 40 + [2.0] * 3, [60] * 40 + [60, 64, 67])
+    stats = degeneration_statistics(piece, duration=20.0)
+    assert stats["longest_repeat_run"] == 41  # the chord's 60 sorts first at 12 s and continues the run
+    assert stats["max_pitch_share"] == 1.0 and stats["polyphony_max"] == 3
+    assert stats["longest_silence_s"] == pytest.approx(6.0)  # 14 s to the end
+    assert stats["notes_per_second"] == pytest.approx(43 / 20)
+    # A scale of 20 pitches over 10 s: no pitch takes more than a twentieth of a window.
+    scale = degeneration_statistics(
+        notes([0.5 * i for i in range(20)], [0.5] * 20, list(range(60, 80))), 10.0
+    )
+    assert scale["max_pitch_share"] == pytest.approx(1 / 20) and scale["longest_silence_s"] == 0.0
+    assert scale["polyphony_p95"] == 1 and scale["longest_repeat_run"] == 1
+    # Nothing at all: silence for the whole piece.
+    empty = degeneration_statistics(notes([], [], []), duration=20.0)
+    assert empty["notes_per_second"] == 0 and empty["longest_silence_s"] == 20.0
+
+
+def test_out_of_range_limits_use_the_references_percentiles():
+    from hf_music.evaluation import out_of_range, out_of_range_limits
+
+    reference = [{"notes_per_second": float(v), "longest_note_s": float(v)} for v in range(1, 102)]
+    limits = out_of_range_limits([{**r, **{k: 0.0 for k in ("max_pitch_share", "polyphony_p95",
+                                  "polyphony_max", "longest_silence_s", "longest_repeat_run")}} for r in reference])  # fmt: skip
+    assert limits["notes_per_second"][0] == pytest.approx(2.0) and limits["longest_note_s"][
+        1
+    ] == pytest.approx(100.0)
+    sample = dict.fromkeys(limits, 0.0) | {"notes_per_second": 1.5, "longest_note_s": 120.0}
+    assert set(out_of_range(sample, limits)) == {"notes_per_second", "longest_note_s"}

@@ -113,3 +113,20 @@ def test_bundled_prompts_have_licence_and_attribution():
     readme = (folder / "README.md").read_text()
     assert all(name in readme for name in prompts)
     assert hf_music.__version__
+
+
+def test_load_model_never_runs_code_from_a_checkpoint(tmp_path):
+    from hf_music import load_model
+
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "planted")
+    marker = tmp_path / "code_ran"
+    for name in CODE_FILES:  # a line that would leave a file behind if the checkpoint's code ran
+        with open(folder / name, "a") as handle:
+            handle.write(f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+    model, tokenizer = load_model(folder)
+    assert type(model) is MusicTransformerForCausalLM and type(tokenizer) is MidiTokenizer
+    assert not marker.exists()
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_model(folder)
