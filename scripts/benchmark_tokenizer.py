@@ -9,11 +9,13 @@ Timings include reading each file from disk (bytes already in the page cache) an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HF_MUSIC_SHARED_DATA", REPO.parent / "shared" / "data"))
 sys.path.insert(0, str(REPO / "tests"))  # the pretty_midi reference encoder lives with the tests
 
 
@@ -28,7 +30,7 @@ def best_time(encode, files, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "maestro-mini")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "maestro-mini")
     parser.add_argument(
         "--repeats", type=int, default=3, help="best of N runs (the slow reference runs once)"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
 from hf_music.flops import peak_flops, training_flops_per_token
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HF_MUSIC_SHARED_DATA", REPO.parent / "shared" / "data"))
 WARMUP_STEPS = 5  # excluded from the timing: compilation and allocator warm-up
 
 
@@ -138,7 +140,7 @@ def main():
     parser.add_argument("--dropout", type=float, default=None, help="override the presets' dropout")
     parser.add_argument("--sweep", nargs="+", default=None, metavar="PRESET:BATCH", help="bare loop only")
     parser.add_argument("--json", default=None, help="with --sweep: write the rows here")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "maestro-mini")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "maestro-mini")
     args = parser.parse_args()
     if args.sweep:
         rows = sweep(args)

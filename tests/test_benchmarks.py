@@ -39,7 +39,11 @@ def table_rows(output: str) -> list[list[str]]:
 @pytest.mark.parametrize(
     ("script", "args", "first_cells"),
     [
-        ("benchmark_generation.py", ["--presets", "tiny", "--lengths", "16"], [["tiny", "1.1M", "16"]]),
+        (
+            "benchmark_generation.py",
+            ["--presets", "tiny", "--lengths", "16", "--seconds", "1", "--seeds", "0"],
+            [["tiny", "1.1M", "16"], ["0"]],
+        ),
         (
             "benchmark_grammar.py",
             ["--num", "2", "--max_new_tokens", "32"],
@@ -51,7 +55,11 @@ def table_rows(output: str) -> list[list[str]]:
             [["hf_music MidiTokenizer"], ["miditok MIDILike"], ["pretty_midi reference"]],
         ),
         ("benchmark_data.py", ["--data", str(MAESTRO_MINI)], [["1"], ["2"]]),
-        ("benchmark_train.py", ["--steps", "3"], [["bare PyTorch"], ["scripts/train.py"]]),
+        (
+            "benchmark_train.py",
+            ["--steps", "3", "--data", str(MAESTRO_MINI)],
+            [["bare PyTorch"], ["scripts/train.py"]],
+        ),
     ],
 )
 def test_benchmark_prints_its_table(script, args, first_cells):
@@ -61,3 +69,34 @@ def test_benchmark_prints_its_table(script, args, first_cells):
     for row in rows:  # every other cell is a measured number
         numbers = row[max(len(cells) for cells in first_cells) :]
         assert numbers and all(re.fullmatch(NUMBER, cell) for cell in numbers), row
+
+
+def test_training_sweep_prints_tokens_per_second_and_writes_json(tmp_path):
+    out = run_benchmark(
+        "benchmark_train.py", "--sweep", "tiny:2", "tiny:3", "--block_size", "32", "--steps", "2",
+        "--json", str(tmp_path / "sweep.json"),
+    )  # fmt: skip
+    rows = table_rows(out)
+    assert [[row[0], row[2]] for row in rows] == [["tiny", "2 x 32"], ["tiny", "3 x 32"]]
+    from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
+
+    params = MusicTransformerForCausalLM(
+        MusicTransformerConfig.from_preset("tiny", n_positions=32)
+    ).num_parameters()
+    assert rows[0][1] == rows[1][1] == f"{params:,}"
+    assert all(re.fullmatch(NUMBER, row[3]) and row[5] == "n/a" for row in rows)  # no GPU: no MFU
+    import json
+
+    assert [r["batch_size"] for r in json.loads((tmp_path / "sweep.json").read_text())] == [2, 3]
+
+
+def test_sampling_evaluation_prints_a_row_per_setting(tmp_path):
+    out = run_benchmark(
+        "evaluate_sampling.py", "--maestro_dir", str(MAESTRO_MINI), "--settings", "temperature=1.0",
+        "temperature=0.8,min_p=0.1", "--samples", "2", "--excerpts", "20", "--seconds", "3",
+        "--json", str(tmp_path / "sampling.json"),
+    )  # fmt: skip
+    rows = table_rows(out)
+    assert [row[0] for row in rows] == ["temperature=1.0", "temperature=0.8, min_p=0.1"]
+    assert all(re.fullmatch(r"\d/2", row[1]) and row[3] in ("yes", "no") for row in rows)
+    assert "20 excerpts of 3 s from MAESTRO v3.0.0 test" in out
