@@ -13,11 +13,12 @@ written next to each MIDI file when a General MIDI soundfont and FluidSynth are 
 from __future__ import annotations
 
 import argparse
+import secrets
 import time
 from pathlib import Path
 
 from .audio import AudioUnavailableError, render_audio, write_wav
-from .generation import generate_ids
+from .generation import generate_ids, sampling_settings
 from .resources import bundled_prompts, load_model
 
 
@@ -47,11 +48,19 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="piece.mid", help="output .mid (numbered when --num > 1)")
     parser.add_argument("--no_wav", action="store_true", help="do not render WAV files")
     parser.add_argument("--num", type=int, default=1, help="number of pieces")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top_k", type=int, default=None)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--min_p", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="default: the model's generation_config.json"
+    )
+    parser.add_argument("--top_k", type=int, default=None, help="default: the model's generation_config.json")
+    parser.add_argument(
+        "--top_p", type=float, default=None, help="default: the model's generation_config.json"
+    )
+    parser.add_argument(
+        "--min_p", type=float, default=None, help="default: the model's generation_config.json"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="default: a random one, printed, so a piece can be made again"
+    )
     parser.add_argument("--unconstrained", action="store_true", help="turn grammar-aware sampling off")
     parser.add_argument(
         "--trust_remote_code",
@@ -68,10 +77,19 @@ def main(argv=None) -> list[Path]:
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device, trust_remote_code=args.trust_remote_code)
     loaded = time.perf_counter()
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    settings = sampling_settings(
+        model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p
+    )
+    print(
+        f"seed {seed}; "
+        + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
+        + f" (again: --seed {seed})"
+    )
     rows = generate_ids(
         model, tokenizer, prompt=bundled_prompts().get(args.prompt, args.prompt), prompt_seconds=args.prompt_seconds,
         max_new_tokens=args.max_new_tokens or 4096, max_seconds=seconds, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=args.seed, num_return_sequences=args.num,
+        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=seed, num_return_sequences=args.num,
         constrained=not args.unconstrained, progress=True,
     )  # fmt: skip
     generated = time.perf_counter()

@@ -267,6 +267,38 @@ def prompt_to_ids(
     return ids
 
 
+UNSET = object()  # an argument left out: the checkpoint's generation_config decides
+# What hf_music samples with when neither the caller nor the checkpoint's generation_config says.
+SAMPLING_DEFAULTS = {
+    "temperature": 1.0,
+    "top_k": None,
+    "top_p": None,
+    "min_p": None,
+    "max_polyphony": 16,
+    "max_silence_seconds": 2.0,
+    "max_note_seconds": 8.0,
+}
+
+
+def sampling_settings(model, **given) -> dict:
+    """Sampling settings: the caller's, else the model's generation_config, else SAMPLING_DEFAULTS.
+
+    None from the caller means "off" for the limits (max_polyphony, max_silence_seconds,
+    max_note_seconds) and "not given" for temperature / top_k / top_p / min_p, as in
+    transformers; top_k 0 and top_p 1.0 mean off.
+    """
+    config = getattr(model, "generation_config", None)
+    settings = {}
+    for name, default in SAMPLING_DEFAULTS.items():
+        value = given.get(name, UNSET)
+        is_limit = name.startswith("max_")
+        if value is UNSET or (value is None and not is_limit):
+            value = getattr(config, name, None) if config is not None else None
+            value = default if value is None and (is_limit or name == "temperature") else value
+        settings[name] = value
+    return settings
+
+
 @torch.inference_mode()
 def generate_ids(
     model,
@@ -274,16 +306,16 @@ def generate_ids(
     prompt=None,
     prompt_seconds: float | None = None,
     max_new_tokens: int = 1024,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     min_p: float | None = None,
     seed: int | None = None,
     num_return_sequences: int = 1,
     constrained: bool = True,
-    max_polyphony: int | None = 16,
-    max_silence_seconds: float | None = 2.0,
-    max_note_seconds: float | None = 8.0,
+    max_polyphony: int | None = UNSET,
+    max_silence_seconds: float | None = UNSET,
+    max_note_seconds: float | None = UNSET,
     stop_at_eos: bool = False,
     max_seconds: float | None = None,
     progress: bool = False,
@@ -295,7 +327,9 @@ def generate_ids(
         prompt: None, a MIDI path, bytes, a ``symusic.Score`` or token ids; the output continues it.
         prompt_seconds: keep only the first seconds of a MIDI prompt.
         max_new_tokens: events to add; beyond the model's context a sliding window keeps going.
-        temperature, top_k, top_p, min_p: sampling controls (temperature must be > 0).
+        temperature, top_k, top_p, min_p: sampling controls (temperature must be > 0). Left out,
+            they come from ``model.generation_config`` (the checkpoint's generation_config.json),
+            as do max_polyphony, max_silence_seconds and max_note_seconds; see `sampling_settings`.
         seed: a fixed seed gives identical output (the global RNG is left untouched).
         num_return_sequences: pieces sampled together from the same prompt.
         constrained: grammar-aware sampling (`PerformanceGrammarLogitsProcessor`).
@@ -309,6 +343,14 @@ def generate_ids(
             stays the hard cap; dense music needs about 40 events per second).
         progress: show a tqdm progress bar.
     """
+    settings = sampling_settings(
+        model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_polyphony=max_polyphony,
+        max_silence_seconds=max_silence_seconds, max_note_seconds=max_note_seconds,
+    )  # fmt: skip
+    temperature, top_k, top_p, min_p = (settings[k] for k in ("temperature", "top_k", "top_p", "min_p"))
+    max_polyphony, max_silence_seconds, max_note_seconds = (
+        settings[k] for k in ("max_polyphony", "max_silence_seconds", "max_note_seconds")
+    )
     if not temperature > 0:
         raise ValueError(
             f"temperature must be > 0, got {temperature} (use a small value such as 0.1 for near-greedy)"

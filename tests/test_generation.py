@@ -297,3 +297,37 @@ def test_max_seconds_stops_each_row_when_its_music_reaches_the_length(model, tok
         assert time_steps(new[:-1], tokenizer) < 300  # ... reached by the very last event
         assert tokenizer.pad_token_id not in row
     assert len({len(row) for row in rows}) > 1  # each row stops on its own
+
+
+def test_generation_config_sets_the_sampling_defaults(tmp_path):
+    import json
+    import shutil
+
+    from hf_music import load_model
+    from hf_music.generation import sampling_settings
+    from hf_music.resources import DEFAULT_MODEL_DIR
+
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "model")
+    model, tokenizer = load_model(folder)
+    before = generate_ids(model, tokenizer, max_new_tokens=64, seed=0)
+    config = json.loads((folder / "generation_config.json").read_text())
+    changed = {**config, "temperature": 0.3, "max_silence_seconds": 0.5}
+    (folder / "generation_config.json").write_text(json.dumps(changed))
+    model, tokenizer = load_model(folder)
+    settings = sampling_settings(model)
+    assert settings["temperature"] == 0.3 and settings["max_silence_seconds"] == 0.5
+    assert (
+        generate_ids(model, tokenizer, max_new_tokens=64, seed=0) != before
+    )  # no argument: the file decides
+    explicit = generate_ids(
+        model, tokenizer, max_new_tokens=64, seed=0,
+        temperature=config.get("temperature", 1.0), max_silence_seconds=config.get("max_silence_seconds", 2.0),
+    )  # fmt: skip
+    assert explicit == before  # arguments win over the file
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_music", "--model", str(folder), "--seconds", "2", "--no_wav", "--seed", "5",
+         "--out", str(tmp_path / "piece.mid")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "seed 5; temperature 0.3," in result.stdout and "max_silence_seconds 0.5" in result.stdout
