@@ -155,3 +155,46 @@ def test_out_of_range_limits_use_the_references_percentiles():
     ] == pytest.approx(100.0)
     sample = dict.fromkeys(limits, 0.0) | {"notes_per_second": 1.5, "longest_note_s": 120.0}
     assert set(out_of_range(sample, limits)) == {"notes_per_second", "longest_note_s"}
+
+
+def test_evaluate_script_on_a_few_files_of_the_official_zip(tmp_path):
+    """Four real members of the full MAESTRO v3.0.0 zip (2 train, 1 validation, 1 test), MAESTRO's own splits."""
+    import csv
+    import io
+    import zipfile
+
+    from conftest import SHARED_DATA
+
+    from hf_music import MidiTokenizer
+
+    with zipfile.ZipFile(SHARED_DATA / "maestro-v3.0.0-midi.zip") as full:
+        rows = list(csv.DictReader(io.StringIO(full.read("maestro-v3.0.0/maestro-v3.0.0.csv").decode())))
+        chosen = [r for r in rows if r["split"] == "train"][:2] + [
+            next(r for r in rows if r["split"] == split) for split in ("validation", "test")
+        ]
+        small = tmp_path / "maestro-v3.0.0-midi.zip"
+        with zipfile.ZipFile(small, "w") as archive:
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(chosen)
+            archive.writestr("maestro-v3.0.0/maestro-v3.0.0.csv", text.getvalue())
+            for row in chosen:
+                name = f"maestro-v3.0.0/{row['midi_filename']}"
+                archive.writestr(name, full.read(name))
+    folder = tmp_path / "model"
+    MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=128)).save_pretrained(
+        folder
+    )
+    MidiTokenizer().save_pretrained(folder)
+    out = tmp_path / "evaluation.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "evaluate.py"), "--model", str(folder), "--maestro_zip",
+         str(small), "--split", "validation", "test", "--stride", "64", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["corpus"] == "MAESTRO v3.0.0" and report["stride"] == 64
+    assert {split: r["pieces"] for split, r in report["splits"].items()} == {"validation": 1, "test": 1}
+    assert "MAESTRO v3.0.0 test: 1 pieces" in result.stdout
