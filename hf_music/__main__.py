@@ -2,7 +2,7 @@
 
     python -m hf_music --out piece.mid                     # 20 s from the embedded model, offline
     python -m hf_music --prompt chopin_etude_op10_no9 --prompt_seconds 10 --seconds 30 --temperature 0.9
-    python -m hf_music --model user/music-transformer --num 3 --seed 0 --out runs/samples/piece.mid
+    python -m hf_music --model user/music-transformer --samples 3 --seed 0 --out runs/samples/piece.mid
 
 --model takes a checkpoint folder or a Hub id; a music_transformer checkpoint is loaded with
 this package's classes, so no code from the checkpoint runs (--trust_remote_code allows it for
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from .resources import bundled_prompts, load_model
 def parse_args(argv=None):
     prompts = bundled_prompts()
     parser = argparse.ArgumentParser(
-        prog="python -m hf_music", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=sys.argv[0] if sys.argv[0].startswith("hf-music") else "python -m hf_music",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)"
@@ -40,14 +43,14 @@ def parse_args(argv=None):
         "--seconds",
         type=float,
         default=None,
-        help="seconds of new music per piece (default 20 without --max_new_tokens)",
+        help=f"seconds of new music per piece, at most {MAX_SECONDS:g} (default 20 without --max_new_tokens)",
     )
     parser.add_argument(
         "--max_new_tokens", type=int, default=None, help="new events per piece (a cap with --seconds)"
     )
-    parser.add_argument("--out", default="piece.mid", help="output .mid (numbered when --num > 1)")
+    parser.add_argument("--out", default="piece.mid", help="output .mid (numbered when --samples > 1)")
     parser.add_argument("--no_wav", action="store_true", help="do not render WAV files")
-    parser.add_argument("--num", type=int, default=1, help="number of pieces")
+    parser.add_argument("--samples", "--num", type=int, default=1, dest="samples", help="number of pieces")
     parser.add_argument(
         "--temperature", type=float, default=None, help="default: the model's generation_config.json"
     )
@@ -71,9 +74,25 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+# The longest piece one command makes (a sliding window keeps going past the model's context).
+MAX_SECONDS = 600.0
+# The event budget per second of music when only --seconds is given: dense piano needs about 45.
+TOKENS_PER_SECOND_CAP = 100
+
+
 def main(argv=None) -> list[Path]:
-    args = parse_args(argv)
+    """The command line: one line on stderr and exit status 1 for a bad input, never a traceback."""
+    try:
+        return compose(parse_args(argv))
+    except (ValueError, OSError, AudioUnavailableError) as error:  # MidiReadError is a ValueError
+        sys.exit(f"python -m hf_music: error: {error}")
+
+
+def compose(args) -> list[Path]:
     seconds = args.seconds if args.seconds is not None or args.max_new_tokens else 20.0
+    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
+        raise ValueError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
+    max_new_tokens = args.max_new_tokens or max(4096, int(seconds * TOKENS_PER_SECOND_CAP))
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device, trust_remote_code=args.trust_remote_code)
     loaded = time.perf_counter()
@@ -88,8 +107,8 @@ def main(argv=None) -> list[Path]:
     )
     rows = generate_ids(
         model, tokenizer, prompt=bundled_prompts().get(args.prompt, args.prompt), prompt_seconds=args.prompt_seconds,
-        max_new_tokens=args.max_new_tokens or 4096, max_seconds=seconds, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=seed, num_return_sequences=args.num,
+        max_new_tokens=max_new_tokens, max_seconds=seconds, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=seed, num_return_sequences=args.samples,
         constrained=not args.unconstrained, progress=True,
     )  # fmt: skip
     generated = time.perf_counter()

@@ -60,7 +60,8 @@ def render_audio(
 ):
     """Render a symusic Score to a mono int16 array at `sample_rate` (all notes on a GM piano).
 
-    Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
+    The result is normalised to a peak of PEAK_DBFS (FluidSynth's own level left quiet pieces at
+    about -12 dBFS). Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
     """
     if soundfont is None:  # $HF_MUSIC_SOUNDFONT, when set, is the only choice (and named if missing)
         soundfont = os.environ.get("HF_MUSIC_SOUNDFONT") or find_soundfont()
@@ -102,7 +103,20 @@ def render_audio(
     finally:
         synth.delete()
     stereo = np.concatenate(chunks).astype(np.int32).reshape(-1, 2)
-    return (stereo.sum(axis=1) // 2).astype(np.int16)
+    return normalize_peak(stereo.sum(axis=1) / 2)
+
+
+PEAK_DBFS = -1.0  # loud, with headroom for players that resample
+
+
+def normalize_peak(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
+    """int16 samples scaled so that the loudest one sits at `peak_dbfs` (silence stays silence)."""
+    samples = np.asarray(samples, np.float64)
+    peak = np.abs(samples).max(initial=0.0)
+    if peak == 0:
+        return samples.astype(np.int16)
+    target = 32767 * 10 ** (peak_dbfs / 20)
+    return np.round(samples * (target / peak)).astype(np.int16)
 
 
 def write_wav(samples: np.ndarray, path: str | os.PathLike, sample_rate: int = 22050) -> str:

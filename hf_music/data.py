@@ -57,7 +57,7 @@ MAESTRO_FEATURES = Features(
     }
 )
 FOLDER_FEATURES = Features({"midi_filename": Value("string"), "midi": Value("binary")})
-MIDI_SUFFIXES = (".mid", ".midi")
+MIDI_SUFFIXES = (".mid", ".midi", ".rmi")
 
 
 # ---------------------------------------------------------------------------- sources
@@ -226,6 +226,13 @@ def _stamp(paths) -> str:
     return digest.hexdigest()
 
 
+def _source_stamp(location: Path, rows: list[dict]) -> str:
+    """A zip's size and time, or those of every file a folder's rows name: an edited file is re-read."""
+    if location.is_file():
+        return _stamp([location])
+    return _stamp(location / row["midi_filename"] for row in rows)
+
+
 def _from_rows(generator, gen_kwargs, features, streaming, num_proc):
     # List-valued gen_kwargs are sharded by datasets: one shard per file when streaming.
     if streaming:
@@ -284,7 +291,7 @@ def load_maestro(
             continue
         splits[split] = _from_rows(
             _maestro_rows,
-            {"location": str(location), "rows": split_rows, "stamp": _stamp([location])},
+            {"location": str(location), "rows": split_rows, "stamp": _source_stamp(location, split_rows)},
             MAESTRO_FEATURES,
             streaming,
             num_proc,
@@ -382,6 +389,8 @@ def _tokenize_batch(batch, tokenizer: MidiTokenizer):
     for name, data in zip(batch["midi_filename"], batch["midi"], strict=True):
         try:
             notes = tokenizer.midi_to_notes(data, name=name)
+            if len(notes) == 0:  # nothing to learn from: skipped and counted like a bad file
+                raise MidiReadError(f"{name}: a valid MIDI file without notes")
             ids.append(tokenizer.encode_notes(notes).astype(np.int32))
             errors.append("")
         except MidiReadError as err:

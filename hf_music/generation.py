@@ -218,15 +218,21 @@ class _DurationCriteria(StoppingCriteria):
 
 
 class _ProgressStreamer(BaseStreamer):
-    """Advances a tqdm bar by one step per generated token (the first put is the prompt)."""
+    """Advances a tqdm bar per generated token (the first put is the prompt): by one token, or,
+    with ``tokenizer``, to the seconds of music the slowest row has reached."""
 
-    def __init__(self, bar):
-        self.bar = bar
+    def __init__(self, bar, tokenizer: MidiTokenizer | None = None, done_steps=None):
+        self.bar, self.tokenizer = bar, tokenizer
+        self.steps = done_steps  # per row, the music generated so far, in time steps
         self.prompt_seen = False
 
     def put(self, value):
-        if self.prompt_seen:
+        if self.prompt_seen and self.tokenizer is None:
             self.bar.update(1)
+        elif self.prompt_seen:
+            self.steps = self.steps + time_steps(value.reshape(len(self.steps), -1).cpu(), self.tokenizer)
+            seconds = round(float(self.steps.min()) * self.tokenizer.time_step, 1)
+            self.bar.update(min(seconds, self.bar.total) - self.bar.n)
         self.prompt_seen = True
 
     def end(self):
@@ -369,7 +375,15 @@ def generate_ids(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_new_tokens, unit="tok", desc="generating")
+        if max_seconds is None:
+            bar = tqdm(total=max_new_tokens, unit="tok", desc="generating")
+        else:
+            bar = tqdm(
+                total=float(max_seconds),
+                unit="s",
+                desc="seconds of music",
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} s [{elapsed}<{remaining}]",
+            )
     was_training = model.training
     model.eval()
     rng_devices = [device] if device.type == "cuda" else []
@@ -413,7 +427,13 @@ def generate_ids(
                     stopping_criteria=criteria,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=tokenizer.eos_token_id,
-                    streamer=_ProgressStreamer(bar) if bar is not None else None,
+                    streamer=None
+                    if bar is None
+                    else _ProgressStreamer(
+                        bar,
+                        tokenizer if needed is not None else None,
+                        time_steps(torch.tensor([row[start:] for row in rows]), tokenizer),
+                    ),
                 )
                 new = out[:, window.shape[1] :]
                 if new.shape[1] < steps:  # every row stopped early: pad to keep the rows aligned

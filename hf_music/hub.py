@@ -45,6 +45,32 @@ class HubError(ValueError):
     """A publishing request that cannot work (bad repo id, missing checkpoint or token)."""
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP clients' error classes that huggingface_hub lets through (not OSErrors)."""
+    import importlib
+
+    found = []
+    for module in ("httpx2", "httpx", "requests"):  # whichever this huggingface_hub uses
+        try:
+            found.append(importlib.import_module(module).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+# What a publishing command turns into one line on stderr (see publish_error_line).
+PUBLISH_ERRORS = (HubError, OSError, *_transport_errors())
+
+
+def publish_error_line(error: BaseException) -> str:
+    """One line for a failed upload, naming the endpoint when the network or the Hub said no."""
+    if isinstance(error, HubError):
+        return str(error)
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT}: {type(error).__name__}: {error}".splitlines()[0]
+
+
 def check_repo_id(repo_id: str) -> str:
     """'namespace/name' or a clear error: the Hub needs the user or organisation to upload to."""
     parts = repo_id.split("/")

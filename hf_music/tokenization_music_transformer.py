@@ -86,10 +86,41 @@ def load_score(midi, name: str | None = None):
         raise TypeError(f"expected a MIDI path, bytes or symusic.Score, got {type(midi).__name__}")
     if not data:
         raise MidiReadError(f"{label}: not a MIDI file (the file is empty)")
+    if data[:4] == b"RIFF":
+        data = unwrap_riff_midi(data, label)
     try:
         return sm.Score.from_midi(data)
     except Exception as err:  # symusic raises RuntimeError with a parser message
         raise MidiReadError(f"{label}: not a valid MIDI file ({err})") from err
+
+
+def unwrap_riff_midi(data: bytes, label: str) -> bytes:
+    """The Standard MIDI File inside a RIFF MIDI (.rmi) file: its "data" chunk."""
+    if data[8:12] != b"RMID":
+        raise MidiReadError(f"{label}: a RIFF file, but not RIFF MIDI (form {data[8:12]!r})")
+    position = 12
+    while position + 8 <= len(data):
+        chunk, size = (
+            data[position : position + 4],
+            int.from_bytes(data[position + 4 : position + 8], "little"),
+        )
+        if chunk == b"data":
+            return data[position + 8 : position + 8 + size]
+        position += 8 + size + (size & 1)  # RIFF chunks are padded to an even length
+    raise MidiReadError(f"{label}: a RIFF MIDI file without a 'data' chunk")
+
+
+def as_id_array(ids) -> np.ndarray:
+    """Token ids as a flat int64 array; a ValueError (not OverflowError/TypeError) for what is not one."""
+    if hasattr(ids, "detach"):  # a torch tensor, without importing torch here
+        ids = ids.detach().cpu().numpy()
+    try:
+        array = np.asarray(ids)
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+            raise TypeError(f"dtype {array.dtype}")
+        return array.astype(np.int64).ravel()
+    except (OverflowError, TypeError, ValueError) as err:
+        raise ValueError(f"token ids must be integers from 0 to 2**63 - 1 ({err})") from None
 
 
 def tick_to_seconds(score):
@@ -389,7 +420,7 @@ class MidiTokenizer(PreTrainedTokenizer):
     # ------------------------------------------------------------------ ids -> MIDI
     def note_events(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions, pitches and is-NOTE_ON flags of the NOTE_ON / NOTE_OFF events in an id sequence."""
-        ids = np.asarray(ids, dtype=np.int64).ravel()
+        ids = as_id_array(ids)
         pos = np.flatnonzero((ids >= self.note_on_offset) & (ids < self.time_shift_offset))
         return pos, (ids[pos] - self.note_on_offset) % NUM_PITCHES, ids[pos] < self.note_off_offset
 
@@ -399,7 +430,7 @@ class MidiTokenizer(PreTrainedTokenizer):
         Specials, pads and unknown ids are skipped; a NOTE_OFF without a sounding note is
         ignored; a NOTE_ON of a sounding pitch ends it; notes open at the end are closed there.
         """
-        ids = np.asarray(ids, dtype=np.int64).ravel()
+        ids = as_id_array(ids)
         ids = ids[(ids >= self.note_on_offset) & (ids < self.vocab_size)]
         is_shift = (ids >= self.time_shift_offset) & (ids < self.velocity_offset)
         steps = np.cumsum(np.where(is_shift, ids - self.time_shift_offset + 1, 0))
@@ -451,8 +482,13 @@ class MidiTokenizer(PreTrainedTokenizer):
         """One piano track, 120 qpm, 1 tick = 1 ms."""
         sm = _require_symusic()
         ms_per_tick = 60_000.0 / (_QPM * _TICKS_PER_QUARTER)
-        start = np.rint(np.asarray(notes.onset) * 1000.0 / ms_per_tick).astype(np.int32)
-        end = np.rint(np.asarray(notes.offset) * 1000.0 / ms_per_tick).astype(np.int32)
+        start = np.rint(np.asarray(notes.onset, np.float64) * 1000.0 / ms_per_tick)
+        end = np.rint(np.asarray(notes.offset, np.float64) * 1000.0 / ms_per_tick)
+        # MIDI ticks are int32 here (about 596 hours at 1 ms): later notes are dropped, not wrapped.
+        limit = np.iinfo(np.int32).max
+        keep = start < limit
+        start, end = start[keep].astype(np.int32), np.minimum(end[keep], limit).astype(np.int32)
+        notes = PerformanceNotes(*(np.asarray(field)[keep] for field in notes))
         score = sm.Score(_TICKS_PER_QUARTER)
         score.tempos.append(sm.Tempo(0, qpm=_QPM))
         track = sm.Track(name="Piano", program=0, is_drum=False)

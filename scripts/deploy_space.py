@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hf_music.hub import HubError, deploy_space, stage_space
+from hf_music.hub import PUBLISH_ERRORS, deploy_space, publish_error_line, stage_space
 
 SPACE_DIR = Path(__file__).resolve().parents[1] / "space"
 
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
         commit = deploy_space(
             args.space_dir, args.space_id, args.model_id, private=args.private, hardware=args.hardware
         )
-    except (HubError, OSError) as error:
-        print(f"deploy_space: {error}", file=sys.stderr)
+    except PUBLISH_ERRORS as error:
+        print(f"deploy_space: {publish_error_line(error)}", file=sys.stderr)
         return 2
     print(f"deployed to {commit.commit_url}")
     return 0

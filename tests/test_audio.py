@@ -53,6 +53,8 @@ def test_render_a_real_performance_and_write_wav(tmp_path):
         float((n["time"] + n["duration"]).max()) for n in (t.notes.numpy() for t in score.to("second").tracks)
     )
     assert abs(len(samples) / SR - (last_release + 1)) < 0.01
+    peak_dbfs = 20 * np.log10(np.abs(samples.astype(float)).max() / 32767)
+    assert abs(peak_dbfs - (-1.0)) < 0.01  # normalised: loud, with 1 dB of headroom
     path = write_wav(samples, tmp_path / "piece.wav", SR)
     with wave.open(path) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, SR)
@@ -75,3 +77,13 @@ def test_piano_roll_marks_the_note_cells():
     assert np.flatnonzero(roll[64]).tolist() == list(range(50, 100)) and roll[64, 50] == 90
     figure = piano_roll_figure(one_note_score(), title="one note", prompt_seconds=1.0)
     assert figure.axes[0].get_xlabel() == "seconds"
+
+
+def test_normalize_peak_scales_to_the_target_and_keeps_silence():
+    from hf_music.audio import normalize_peak
+
+    quiet = np.array([0, 1000, -2000, 500], dtype=float)
+    loud = normalize_peak(quiet, peak_dbfs=-6.0)
+    assert loud.dtype == np.int16 and abs(loud).max() == round(32767 * 10 ** (-6 / 20))
+    assert np.allclose(loud / abs(loud).max(), quiet / 2000, atol=1e-4)  # the shape is unchanged
+    assert not normalize_peak(np.zeros(10)).any()

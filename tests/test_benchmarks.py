@@ -46,7 +46,7 @@ def table_rows(output: str) -> list[list[str]]:
         ),
         (
             "benchmark_grammar.py",
-            ["--num", "2", "--max_new_tokens", "32"],
+            ["--samples", "2", "--max_new_tokens", "32"],
             [["unconstrained"], ["constrained (default)"]],
         ),
         (

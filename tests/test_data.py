@@ -96,6 +96,16 @@ def test_zip_source_equals_folder(maestro, maestro_zip):
         assert by_name(from_zip[split]) == by_name(maestro[split])
 
 
+def test_edited_file_is_read_again_not_served_from_the_cache(tmp_path):
+    folder = shutil.copytree(MAESTRO_MINI, tmp_path / "maestro")
+    first = load_maestro(folder)["validation"]
+    name = first[0]["midi_filename"]
+    other = next(row["midi_filename"] for row in first if row["midi_filename"] != name)
+    shutil.copy(folder / other, folder / name)  # the file changes, the folder's own time does not
+    again = load_maestro(folder)["validation"]
+    assert again[0]["midi_filename"] == name and again[0]["midi"] == (folder / other).read_bytes()
+
+
 def test_file_url_is_downloaded_to_cache_and_reused(maestro, maestro_zip, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_MUSIC_CACHE", str(tmp_path / "cache"))
     source = tmp_path / "served" / maestro_zip.name
@@ -225,16 +235,16 @@ def test_bad_files_are_skipped_counted_and_listed(tmp_path, tokenizer, capsys):
     skipped = sorted(name for name, _ in report.skipped)
     assert skipped == [
         "bad/corrupted_Control168.mid",
+        "bad/no_notes.mid",  # valid, but nothing to learn from
         "bad/not_midi.mid",
         "bad/truncated.mid",
         "bad/zero_bytes.mid",
     ]
     assert all(name in reason for name, reason in report.skipped)
-    assert len(tokenized["train"]) == report.files == 32  # 30 songs, no_notes, the odd-but-valid file
+    assert "without notes" in dict(report.skipped)["bad/no_notes.mid"]
+    assert len(tokenized["train"]) == report.files == 31  # 30 songs and the odd-but-valid file
     printed = capsys.readouterr().out
-    assert "skipped 4 bad file(s)" in printed and "bad/truncated.mid" in printed
-    lengths = {r["midi_filename"]: len(r["input_ids"]) for r in tokenized["train"]}
-    assert lengths["bad/no_notes.mid"] == 2  # <bos> <eos>
+    assert "skipped 5 bad file(s)" in printed and "bad/truncated.mid" in printed
 
 
 def test_tokenize_report_counts_notes_and_hours(maestro, tokenizer, capsys):
@@ -353,8 +363,4 @@ def test_streaming_maestro_and_bad_files_dropped(tmp_path, tokenizer):
             "train"
         ]
     )
-    assert sorted(r["midi_filename"] for r in rows) == [
-        "001.mid",
-        "corrupted_unexpected_EOF.mid",
-        "no_notes.mid",
-    ]
+    assert sorted(r["midi_filename"] for r in rows) == ["001.mid", "corrupted_unexpected_EOF.mid"]

@@ -259,7 +259,7 @@ def test_generate_script_writes_midi(tmp_path, model, tokenizer):
             "--out",
             str(out),
             *[
-                "--num",
+                "--samples",
                 "2",
                 "--max_new_tokens",
                 "40",

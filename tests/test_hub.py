@@ -192,3 +192,11 @@ def test_deploy_space_uploads_app_and_package_to_a_local_stand_in_for_the_hub(tm
     assert "hf_music/assets/default_model/model.safetensors" in files
     assert not any("__pycache__" in name for name in files)
     assert b"- someone/music-transformer" in files["README.md"]  # the card's `models`
+
+
+def test_push_to_an_unreachable_endpoint_is_one_line_naming_it(tmp_path):
+    env = {"HF_TOKEN": "hf_test_token", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
+    result = run_script("push_to_hub.py", "--checkpoint", str(DEFAULT_MODEL_DIR), "--repo_id", "a/b", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert result.stderr.startswith("push_to_hub: http://127.0.0.1:9: ")

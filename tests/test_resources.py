@@ -11,6 +11,7 @@ import wave
 
 import numpy as np
 import pytest
+from conftest import BAD_MIDI as BAD_MIDI_DIR
 from conftest import run_without_hf_music
 from huggingface_hub import ModelCard
 
@@ -103,6 +104,31 @@ def test_python_m_hf_music_writes_midi_and_wav_offline(tmp_path):
     with wave.open(str(tmp_path / "piece.wav")) as wav:
         assert wav.getnframes() / wav.getframerate() >= 8
     assert "wrote" in result.stdout
+
+
+def run_cli(tmp_path, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "hf_music", "--no_wav", *map(str, args)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+
+
+def test_cli_long_piece_has_the_requested_length(tmp_path):
+    # 50 s is past the model's 2048-event context for dense music: the sliding window carries on.
+    result = run_cli(tmp_path, "--seconds", 50, "--seed", 0, "--out", tmp_path / "long.mid")
+    assert result.returncode == 0, result.stderr[-3000:]
+    notes = MidiTokenizer().midi_to_notes(tmp_path / "long.mid")
+    assert 49 <= notes.offset.max() <= 53 and notes.onset.max() > 40
+
+
+def test_cli_bad_input_is_one_line_naming_it(tmp_path):
+    bad = BAD_MIDI_DIR / "truncated.mid"
+    result = run_cli(tmp_path, "--prompt", bad, "--out", tmp_path / "x.mid")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+    assert line.startswith("python -m hf_music: error:") and "truncated.mid" in line
+    too_long = run_cli(tmp_path, "--seconds", 601, "--out", tmp_path / "y.mid")
+    assert too_long.returncode == 1 and "--seconds must be in (0, 600]" in too_long.stderr
 
 
 def test_bundled_prompts_have_licence_and_attribution():

@@ -327,3 +327,37 @@ def test_odd_but_valid_file_encodes(tokenizer, bad_midi_files):
 def test_package_exports():
     assert hf_music.MidiTokenizer is MidiTokenizer
     assert issubclass(hf_music.MidiReadError, ValueError)
+
+
+def test_riff_midi_files_are_read_like_their_midi(tokenizer, tmp_path):
+    from pathlib import Path
+
+    from hf_music.resources import bundled_prompts
+
+    rmi = Path(__file__).parent / "fixtures" / "scarlatti_sonata_k525.rmi"
+    assert rmi.read_bytes()[:4] == b"RIFF"
+    expected = tokenizer.encode_midi(bundled_prompts()["scarlatti_sonata_k525"])
+    assert tokenizer.encode_midi(rmi) == expected and tokenizer.encode_midi(rmi.read_bytes()) == expected
+    broken = tmp_path / "broken.rmi"
+    broken.write_bytes(rmi.read_bytes()[:12] + b"LIST" + (4).to_bytes(4, "little") + b"INFO")
+    with pytest.raises(MidiReadError, match=r"broken\.rmi: a RIFF MIDI file without a 'data' chunk"):
+        tokenizer.encode_midi(broken)
+
+
+@pytest.mark.parametrize("bad", [[1, 2**64], [1, None], [0.5], "NOTE_ON_60"])
+def test_decoding_non_integer_ids_is_a_value_error(tokenizer, bad):
+    with pytest.raises(ValueError, match="token ids must be integers"):
+        tokenizer.decode_midi(bad)
+
+
+def test_notes_past_the_int32_tick_range_are_dropped_not_wrapped(tokenizer):
+    from hf_music import PerformanceNotes
+
+    hours = 3600.0
+    notes = PerformanceNotes(
+        np.array([1.0, 590 * hours, 600 * hours]), np.array([2.0, 590 * hours + 1, 600 * hours + 1]),
+        np.array([60, 62, 64]), np.array([64, 64, 64]),
+    )  # fmt: skip
+    score = tokenizer.notes_to_score(notes)
+    starts = sorted(note.time for note in score.tracks[0].notes)
+    assert starts == [1000, int(590 * hours * 1000)]  # the third, past ~596 h, is left out

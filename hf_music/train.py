@@ -1,0 +1,564 @@
+"""Train or fine-tune a Music Transformer with Accelerate: CPU, one GPU or many.
+
+    python scripts/train.py --preset tiny --maestro_dir ../shared/data/maestro-mini --max_steps 2000
+    accelerate launch --config_file scripts/accelerate/multi_gpu.yaml scripts/train.py --preset base ...
+    python scripts/train.py --init_from runs/maestro/best --midi_dir my_midis --max_steps 500   # fine-tune
+    python scripts/train.py --config my_run.yaml          # any argument below, from JSON or YAML
+    python scripts/train.py --tokens_file data/maestro-v3.0.0.tokens.npz ...  # a pack from prepare_data.py
+
+Readable top to bottom, in the spirit of transformers' run_clm_no_trainer.py and nanoGPT:
+data -> model -> optimizer -> loop (accumulate, clip, step, log, evaluate, checkpoint).
+Checkpoints (Accelerate state + our counters) are written atomically to
+OUTPUT_DIR/checkpoints/step_N; the best model by validation loss is exported with
+save_pretrained (weights, tokenizer and code) to OUTPUT_DIR/best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, StackDataset, TensorDataset
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+from transformers.utils import cached_file
+
+import hf_music
+from hf_music.flops import peak_flops, training_flops_per_token
+from hf_music.hub import check_repo_id, push_to_hub
+from hf_music.token_pack import load_corpus
+from hf_music.windows import Augmentation, WindowSampler, evaluation_blocks
+
+# Steps timed by --max_minutes: after the first (compiling) steps, within the warm-up, where the
+# learning rate does not depend on the run's length.
+CALIBRATION_STEPS = (10, 40)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", default=None, help="JSON or YAML file of arguments (the command line wins)"
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--maestro_dir", default=None, help="extracted MAESTRO folder")
+    data.add_argument("--maestro_zip", default=None, help="maestro-v3.0.0-midi.zip, a path or URL")
+    data.add_argument("--maestro_version", default="v3.0.0")
+    data.add_argument(
+        "--midi_dir", default=None, help="any folder of MIDI files (fine-tuning on a new corpus)"
+    )
+    data.add_argument(
+        "--tokens_file", default=None, help="a token pack from scripts/prepare_data.py (needs only numpy)"
+    )
+    data.add_argument("--validation_fraction", type=float, default=0.1, help="with --midi_dir")
+    data.add_argument("--block_size", type=int, default=512)
+    data.add_argument("--augment", action="store_true", help="transpose +-3 and stretch +-5%% (train split)")
+    data.add_argument("--num_proc", type=int, default=None, help="processes for tokenization")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", default="tiny", choices=sorted(hf_music.PRESETS))
+    model.add_argument(
+        "--config_overrides",
+        default=None,
+        help='change the preset, as in run_clm.py: "n_embd=256,n_layer=6,n_head=8"',
+    )
+    model.add_argument(
+        "--init_from", default=None, help="folder or Hub id to fine-tune instead of a new model"
+    )
+    model.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="let --init_from load a model type other than music_transformer by running its code",
+    )
+    model.add_argument("--dropout", type=float, default=None, help="override the config's dropouts")
+    model.add_argument("--compile", action="store_true", help="torch.compile the model")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--batch_size", type=int, default=8, help="per device")
+    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    optim.add_argument("--learning_rate", type=float, default=1e-3)
+    optim.add_argument("--weight_decay", type=float, default=0.1)
+    optim.add_argument("--warmup_steps", type=int, default=100)
+    optim.add_argument("--lr_scheduler", default="cosine")
+    optim.add_argument("--max_grad_norm", type=float, default=1.0)
+    optim.add_argument("--max_steps", type=int, default=None, help="optimizer steps (wins over --num_epochs)")
+    optim.add_argument("--num_epochs", type=int, default=10)
+    optim.add_argument(
+        "--max_minutes",
+        type=float,
+        default=None,
+        help="fit the run to this wall time: steps are counted from the speed of steps "
+        f"{CALIBRATION_STEPS[0]}-{CALIBRATION_STEPS[1]} (the schedule is stretched to match; the run record "
+        "keeps the step count, so --max_steps reproduces it)",
+    )
+    optim.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    optim.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", default="runs/music_transformer")
+    run.add_argument("--eval_steps", type=int, default=200)
+    run.add_argument(
+        "--num_evaluations",
+        type=int,
+        default=None,
+        help="evaluate this many times, evenly (wins over --eval_steps)",
+    )
+    run.add_argument("--max_eval_batches", type=int, default=None, help="cap evaluation cost on big corpora")
+    run.add_argument("--checkpointing_steps", type=int, default=500)
+    run.add_argument("--checkpoints_total_limit", type=int, default=3)
+    run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder or 'latest'")
+    run.add_argument("--log_steps", type=int, default=20)
+    run.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
+    run.add_argument(
+        "--push_to_hub", action="store_true", help="publish the best model with its card at the end"
+    )
+    run.add_argument("--hub_model_id", default=None, help="namespace/name for --push_to_hub")
+    run.add_argument("--hub_private", action="store_true")
+    args = parser.parse_args(argv)
+    if args.config:
+        text = Path(args.config).read_text()
+        if args.config.endswith((".yaml", ".yml")):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+        unknown = set(values) - set(vars(args))
+        if unknown:
+            parser.error(f"unknown keys in {args.config}: {', '.join(sorted(unknown))}")
+        parser.set_defaults(**values)
+        args = parser.parse_args(argv)
+    sources = [s for s in (args.maestro_dir, args.maestro_zip, args.midi_dir, args.tokens_file) if s]
+    if len(sources) != 1:
+        parser.error("give exactly one of --maestro_dir, --maestro_zip, --midi_dir, --tokens_file")
+    if args.push_to_hub:
+        if not args.hub_model_id:
+            parser.error("--push_to_hub needs --hub_model_id namespace/name")
+        check_repo_id(args.hub_model_id)  # fail now, not after hours of training
+    if args.max_minutes and args.warmup_steps < CALIBRATION_STEPS[1]:
+        parser.error(
+            f"--max_minutes needs --warmup_steps >= {CALIBRATION_STEPS[1]} (steps are timed in the warm-up)"
+        )
+    if args.init_from and args.config_overrides:
+        parser.error("--config_overrides builds a new model; it cannot change one given by --init_from")
+    return args
+
+
+def load_data(args, tokenizer) -> tuple[list, list, dict]:
+    """Train and validation pieces (id arrays) and the corpus they came from (see load_corpus)."""
+    pack = load_corpus(
+        tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
+        tokens_file=args.tokens_file, splits=("train", "validation"), maestro_version=args.maestro_version,
+        validation_fraction=args.validation_fraction, seed=args.seed, num_proc=args.num_proc,
+    )  # fmt: skip
+    if "validation" not in pack.splits:
+        raise SystemExit("the corpus has no validation split; raise --validation_fraction")
+    corpus = {
+        k: v for k, v in pack.info["corpus"].items() if k in ("corpus", "name", "source", "license") and v
+    }
+    return pack.pieces("train"), pack.pieces("validation"), corpus
+
+
+def train_loader(sampler: WindowSampler, args, epoch):
+    """One random window per piece, re-drawn (and re-augmented) every epoch, in a seeded order.
+
+    The sampler cuts every window of an epoch in one vectorized numpy step (augmentation
+    included), so even a GPU step of a few milliseconds never waits for data.
+    """
+    windows = sampler.epoch(epoch)
+    order = np.random.default_rng([args.seed, epoch]).permutation(len(sampler))
+    blocks = StackDataset(**{name: torch.from_numpy(array[order]) for name, array in windows.items()})
+    # A generator of its own: creating the iterator then draws nothing from the global RNG,
+    # so dropout noise after a resume is exactly what it would have been.
+    generator = torch.Generator().manual_seed(args.seed + epoch)
+    return DataLoader(
+        blocks, batch_size=args.batch_size, shuffle=False, drop_last=True, generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate(model, loader, accelerator, max_batches=None):
+    """Validation loss in nats/token over every real next-token prediction, gathered across processes."""
+    model.eval()
+    total_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    total_tokens = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    for step, (input_ids,) in enumerate(loader):
+        if max_batches is not None and step >= max_batches:
+            break
+        # Whole blocks of real tokens: no attention mask, so SDPA runs its causal (flash) kernel.
+        logits = model(input_ids=input_ids, use_cache=False).logits
+        labels = input_ids[:, 1:]
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), reduction="none"
+        )
+        valid = torch.ones_like(labels, dtype=torch.float64)
+        # Per-sample sums, so gather_for_metrics can drop the samples duplicated to even out batches.
+        per_sample = torch.stack([(losses.view_as(valid).double() * valid).sum(1), valid.sum(1)], dim=1)
+        sums = accelerator.gather_for_metrics(per_sample)
+        total_loss += sums[:, 0].sum()
+        total_tokens += sums[:, 1].sum()
+    model.train()
+    loss = (total_loss / total_tokens.clamp(min=1)).item()
+    return {
+        "val_loss": loss,
+        "val_perplexity": math.exp(min(loss, 50)),
+        "val_tokens": int(total_tokens.item()),
+    }
+
+
+def training_data(args, corpus: dict) -> list[dict]:
+    """Every corpus the model has learned from, its base model's first: a card's licence follows them."""
+    corpora = []
+    if args.init_from:
+        found = cached_file(
+            args.init_from, "training_metrics.json", _raise_exceptions_for_missing_entries=False
+        )
+        base = json.loads(Path(found).read_text()) if found else {}
+        corpora = base.get("training_data") or [{"corpus": "unknown", "name": f"base model {args.init_from}"}]
+    corpora.append(corpus)
+    return corpora
+
+
+def fsync_tree(folder: Path) -> None:
+    """Flush every file of a folder (and the folder) to disk: a rename after it survives a power cut."""
+    for path in [*folder.rglob("*"), folder]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def export_model(accelerator, model, tokenizer, folder: Path, metrics: dict):
+    """save_pretrained (safetensors, tokenizer, code files) to a temporary folder, then swap it in."""
+    if not accelerator.is_main_process:
+        return
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
+    fsync_tree(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def stretch_schedule(scheduler, optimizer, args, max_steps: int):
+    """Give the scheduler a new length, in the warm-up (whose rates do not depend on it)."""
+    rates = [group["lr"] for group in optimizer.param_groups]
+    fresh = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=max_steps
+    )
+    scheduler.lr_lambdas = fresh.lr_lambdas
+    for group, rate in zip(optimizer.param_groups, rates, strict=True):
+        group["lr"] = rate
+
+
+def time_evaluation(model, loader, accelerator, max_batches=None) -> float:
+    """Seconds a full evaluation takes, from two timed batches (compiled already at step 0)."""
+    started = time.perf_counter()
+    evaluate(model, loader, accelerator, max_batches=2)
+    batches = min(len(loader), max_batches or len(loader))
+    return (time.perf_counter() - started) / min(2, batches) * batches
+
+
+def steps_for_budget(args, seconds_per_step: float, elapsed: float, seconds_per_evaluation: float) -> int:
+    """Optimizer steps that fit in what is left of --max_minutes, evaluations and saves included."""
+    evaluations = args.num_evaluations or 10
+    left = args.max_minutes * 60 - elapsed - (evaluations + 1) * seconds_per_evaluation
+    return CALIBRATION_STEPS[1] + max(int(0.97 * left / seconds_per_step), 0)
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """Finished checkpoints, oldest first (a folder is complete once renamed from *.tmp)."""
+    folders = [
+        p for p in (output_dir / "checkpoints").glob("step_*") if p.is_dir() and not p.name.endswith(".tmp")
+    ]
+    return sorted((p for p in folders if (p / "trainer_state.json").is_file()), key=lambda p: int(p.name[5:]))
+
+
+def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int):
+    """Accelerate state + counters, written to step_N.tmp and renamed: a kill never leaves a half one."""
+    final = output_dir / "checkpoints" / f"step_{state['completed_steps']}"
+    tmp = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        fsync_tree(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in complete_checkpoints(output_dir)[:-limit] if limit > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    report_to = None if args.report_to == "none" else args.report_to
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=report_to,
+        project_dir=str(output_dir),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- tokenizer and model
+    if args.init_from:
+        # The package's own classes for music_transformer checkpoints: their code files never run.
+        model, tokenizer = hf_music.load_model(args.init_from, trust_remote_code=args.trust_remote_code)
+        model.train()
+    else:
+        tokenizer = hf_music.MidiTokenizer()
+        # Learned positions past the training block would be untrained: the context is the block.
+        overrides = {"n_positions": args.block_size, "vocab_size": tokenizer.vocab_size}
+        config = hf_music.MusicTransformerConfig.from_preset(args.preset, **overrides)
+        if args.config_overrides:
+            config.update_from_string(args.config_overrides)
+        model = hf_music.MusicTransformerForCausalLM(config)
+    if args.dropout is not None:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = args.dropout
+        model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = args.dropout
+    if args.block_size > model.config.n_positions:
+        raise SystemExit(
+            f"--block_size {args.block_size} exceeds the model's n_positions {model.config.n_positions}"
+        )
+    num_params = sum(p.numel() for p in model.parameters())
+
+    # ---- data
+    with accelerator.main_process_first():  # the first process fills the datasets cache
+        train, validation, corpus = load_data(args, tokenizer)
+    augmentation = Augmentation() if args.augment else None
+    sampler = WindowSampler(train, args.block_size, tokenizer, augmentation, seed=args.seed)
+    # Facts for the model card, exported with every best model (see hf_music/hub.py).
+    run_info = {
+        "command": shlex.join(["python", "scripts/train.py", *(sys.argv[1:] if argv is None else argv)]),
+        "num_parameters": num_params,
+        "training_data": training_data(args, corpus),
+        "train_pieces": len(train),
+        "train_tokens": sum(len(ids) for ids in train),
+        "validation_pieces": len(validation),
+        "num_processes": accelerator.num_processes,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "versions": {"hf_music": hf_music.__version__, "torch": torch.__version__},
+    }
+    val_blocks, _ = evaluation_blocks(validation, args.block_size)
+    if len(val_blocks) == 0:
+        raise SystemExit(f"validation split is shorter than one block of {args.block_size} tokens")
+    val_loader = DataLoader(TensorDataset(torch.from_numpy(val_blocks)), batch_size=args.batch_size)
+    batches_per_epoch = len(train) // args.batch_size // accelerator.num_processes
+    updates_per_epoch = max(1, batches_per_epoch // args.gradient_accumulation_steps)
+    if batches_per_epoch == 0:
+        raise SystemExit(f"the train split has {len(train)} pieces: fewer than one batch per process")
+    max_steps = args.max_steps or args.num_epochs * updates_per_epoch
+    eval_steps = max(1, max_steps // args.num_evaluations) if args.num_evaluations else args.eval_steps
+
+    # ---- optimizer: no weight decay on biases and LayerNorm weights (1-D tensors)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    # Fused AdamW: one kernel for all parameters on a GPU (the CPU keeps the for-each path).
+    optimizer = torch.optim.AdamW(
+        groups, lr=args.learning_rate, betas=(0.9, 0.95), fused=torch.cuda.is_available()
+    )
+    scheduler = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=max_steps
+    )
+    if args.compile:
+        # Regional compilation: the blocks share one compiled graph, so compiling takes the time
+        # of one block, not of the whole stack (the model stays a plain module for saving).
+        for block in model.transformer.h:
+            block.compile()
+    model, optimizer, val_loader = accelerator.prepare(model, optimizer, val_loader)
+    # The scheduler is stepped once per optimizer step by us, and saved with the state.
+    accelerator.register_for_checkpointing(scheduler)
+
+    # ---- resume
+    state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "history": []}
+    if args.resume_from_checkpoint:
+        checkpoint = Path(args.resume_from_checkpoint)
+        if args.resume_from_checkpoint == "latest":
+            found = complete_checkpoints(output_dir)
+            if not found:
+                raise SystemExit(
+                    f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}/checkpoints"
+                )
+            checkpoint = found[-1]
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        accelerator.print(f"resumed from {checkpoint} at step {state['completed_steps']}")
+        if state.get("max_steps"):  # fixed by --max_minutes in the first run
+            max_steps, eval_steps = state["max_steps"], state["eval_steps"]
+            stretch_schedule(scheduler, optimizer, args, max_steps)
+
+    if report_to:
+        accelerator.init_trackers("hf_music", config={k: v for k, v in vars(args).items() if v is not None})
+    accelerator.print(
+        f"{num_params / 1e6:.2f}M parameters, {len(train)} train pieces, {len(val_blocks)} validation blocks of "
+        f"{args.block_size}, {accelerator.num_processes} process(es) on {accelerator.device}, {max_steps} steps"
+    )
+    peak = peak_flops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
+
+    def run_evaluation():
+        metrics = evaluate(model, val_loader, accelerator, args.max_eval_batches)
+        metrics["step"] = state["completed_steps"]
+        # Wall time over all (re)starts, evaluations included: what the card reports.
+        state["train_seconds"] = round(seconds_before + time.perf_counter() - run_started, 1)
+        state["history"].append(metrics)
+        accelerator.log(metrics, step=state["completed_steps"])
+        accelerator.print(
+            f"step {state['completed_steps']}: validation loss {metrics['val_loss']:.4f} nats/token, "
+            f"perplexity {metrics['val_perplexity']:.2f}"
+        )
+        if state["best_val_loss"] is None or metrics["val_loss"] < state["best_val_loss"]:
+            state["best_val_loss"] = metrics["val_loss"]
+            export_model(
+                accelerator, model, tokenizer, output_dir / "best", {"args": vars(args), **run_info, **state}
+            )
+
+    # ---- train
+    run_started, seconds_before = time.perf_counter(), state.get("train_seconds", 0.0)
+    model.train()
+    progress = tqdm(
+        total=max_steps,
+        initial=state["completed_steps"],
+        desc="training",
+        disable=not accelerator.is_local_main_process,
+    )
+    if state["completed_steps"] == 0:
+        run_evaluation()  # the starting point of the curve
+    # Loss and token counts stay on the device between log steps: reading them every step
+    # would make the CPU wait for the GPU, and a small model's step is mostly kernel launches.
+    zero = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    started, tokens_since_log, loss_since_log, micro_since_log = (
+        time.perf_counter(),
+        zero.clone(),
+        zero.clone(),
+        0,
+    )
+    loop_started, paused_seconds, train_tokens = time.perf_counter(), 0.0, zero.clone()  # without eval/saves
+    while state["completed_steps"] < max_steps:
+        loader = accelerator.prepare(train_loader(sampler, args, state["epoch"]))
+        if state["batches_in_epoch"]:
+            loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
+        for batch in loader:
+            with accelerator.accumulate(model):
+                # Right padding only, in a causal model: no attention mask needed (flash SDPA).
+                # use_cache=False: no KV cache to build, and no per-layer cache state for torch.compile
+                # to guard on (with one, every block recompiled and the 9th ran uncompiled).
+                loss = model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            state["batches_in_epoch"] += 1
+            batch_tokens = (batch["labels"] != -100).sum() * accelerator.num_processes
+            tokens_since_log += batch_tokens
+            train_tokens += batch_tokens
+            loss_since_log += loss.detach()
+            micro_since_log += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state["completed_steps"] += 1
+            progress.update(1)
+            step = state["completed_steps"]
+            if args.max_minutes and "max_steps" not in state and step in CALIBRATION_STEPS:
+                train_tokens.item()  # waits for the GPU: the steps timed are finished ones
+                if step == CALIBRATION_STEPS[0]:
+                    calibration_started = time.perf_counter()
+                else:
+                    seconds_per_step = (time.perf_counter() - calibration_started) / (
+                        step - CALIBRATION_STEPS[0]
+                    )
+                    seconds_per_evaluation = time_evaluation(
+                        model, val_loader, accelerator, args.max_eval_batches
+                    )
+                    elapsed = time.perf_counter() - run_started
+                    max_steps = steps_for_budget(args, seconds_per_step, elapsed, seconds_per_evaluation)
+                    eval_steps = (
+                        max(1, max_steps // args.num_evaluations) if args.num_evaluations else eval_steps
+                    )
+                    state.update(max_steps=max_steps, eval_steps=eval_steps)
+                    stretch_schedule(scheduler, optimizer, args, max_steps)
+                    progress.total = max_steps
+                    accelerator.print(
+                        f"\n{seconds_per_step * 1000:.1f} ms/step: {max_steps} steps fit {args.max_minutes} min"
+                    )
+            if step % args.log_steps == 0 or step == max_steps:
+                logs = {
+                    "train_loss": loss_since_log.item() / micro_since_log,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    "tokens_per_second": tokens_since_log.item() / (time.perf_counter() - started),
+                }
+                if peak:
+                    flops = training_flops_per_token(accelerator.unwrap_model(model).config, args.block_size)
+                    logs["mfu"] = flops * logs["tokens_per_second"] / (peak * accelerator.num_processes)
+                accelerator.log(logs, step=step)
+                progress.set_postfix(
+                    loss=f"{logs['train_loss']:.3f}", tok_s=f"{logs['tokens_per_second']:.0f}"
+                )
+                started, tokens_since_log, loss_since_log, micro_since_log = (
+                    time.perf_counter(),
+                    zero.clone(),
+                    zero.clone(),
+                    0,
+                )
+            pause = time.perf_counter()
+            if step % eval_steps == 0 or step == max_steps:
+                run_evaluation()
+            if step % args.checkpointing_steps == 0 or step == max_steps:
+                save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
+            paused_seconds += time.perf_counter() - pause
+            if step >= max_steps:
+                break
+        else:  # the epoch ran out: draw new windows
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+
+    if accelerator.is_main_process:
+        summary = {
+            "args": vars(args),
+            "num_parameters": num_params,
+            "num_processes": accelerator.num_processes,
+            "best_val_loss": state["best_val_loss"],
+            "best_val_perplexity": math.exp(state["best_val_loss"]),
+            "train_tokens_per_second": train_tokens.item()
+            / max(time.perf_counter() - loop_started - paused_seconds, 1e-9),
+            "history": state["history"],
+        }
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        accelerator.print(
+            f"best validation loss {state['best_val_loss']:.4f} nats/token; model in {output_dir / 'best'}"
+        )
+        if args.push_to_hub:  # the same code as scripts/push_to_hub.py
+            commit = push_to_hub(output_dir / "best", args.hub_model_id, private=args.hub_private)
+            accelerator.print(f"pushed to {commit.commit_url}")
+    accelerator.end_training()
+    return state
+
+
+if __name__ == "__main__":
+    main()
