@@ -132,6 +132,13 @@ def file_sha256(path: Path) -> str | None:
     return digest.hexdigest()
 
 
+def maestro_name(source: str, version: str) -> str:
+    """ "MAESTRO v3.0.0" for the official folder or zip; otherwise the source's own name, so a
+    subset with its own splits (maestro-mini) is never reported as MAESTRO itself."""
+    official = {f"maestro-{version}", f"maestro-{version}.zip", f"maestro-{version}-midi.zip"}
+    return f"MAESTRO {version}" if source in official else f"{source} (MAESTRO {version} layout)"
+
+
 def load_corpus(
     tokenizer,
     *,
@@ -176,7 +183,11 @@ def load_corpus(
         corpus = {"corpus": "midi_folder", "name": source.resolve().name, "license": license}
     else:
         raw = load_maestro(maestro, version=maestro_version, num_proc=num_proc)
-        corpus = {"corpus": "maestro", "name": f"MAESTRO {maestro_version}", "source": source.name}
+        corpus = {
+            "corpus": "maestro",
+            "name": maestro_name(source.name, maestro_version),
+            "source": source.name,
+        }
         corpus["license"] = license or MAESTRO_LICENSE
     raw = DatasetDict({name: split for name, split in raw.items() if splits is None or name in splits})
     ds, reports = tokenize_dataset(raw, tokenizer, num_proc=num_proc, return_report=True)

@@ -99,4 +99,4 @@ def test_sampling_evaluation_prints_a_row_per_setting(tmp_path):
     rows = table_rows(out)
     assert [row[0] for row in rows] == ["temperature=1.0", "temperature=0.8, min_p=0.1"]
     assert all(re.fullmatch(r"\d/2", row[1]) and row[3] in ("yes", "no") for row in rows)
-    assert "20 excerpts of 3 s from MAESTRO v3.0.0 test" in out
+    assert "20 excerpts of 3 s from maestro-mini (MAESTRO v3.0.0 layout) test" in out

@@ -93,7 +93,11 @@ def test_evaluate_script_prints_and_writes_the_table(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report["corpus"] == "MAESTRO v3.0.0" and report["block_size"] == 256 and report["stride"] == 256
+    assert (
+        report["corpus"] == "maestro-mini (MAESTRO v3.0.0 layout)"
+        and report["block_size"] == 256
+        and report["stride"] == 256
+    )
     validation = report["splits"]["validation"]
     assert validation["pieces"] == 8
     names = [row["name"] for row in validation["language_model"]]

@@ -331,3 +331,13 @@ def test_generation_config_sets_the_sampling_defaults(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "seed 5; temperature 0.3," in result.stdout and "max_silence_seconds 0.5" in result.stdout
+
+
+def test_prompt_ending_in_a_note_held_for_an_hour_continues(model, tokenizer):
+    prompt = tokenizer.convert_tokens_to_ids(
+        ["<bos>", "VELOCITY_16", "NOTE_ON_60"] + ["TIME_SHIFT_100"] * 3600
+    )
+    (row,) = generate_ids(model, tokenizer, prompt=prompt, max_seconds=3, max_new_tokens=500, seed=0)
+    new = row[len(prompt) :]
+    assert tokenizer.convert_ids_to_tokens(new[0]) == "NOTE_OFF_60"  # held past 8 s: released first
+    assert float(time_steps(torch.tensor(new), tokenizer)) * tokenizer.time_step >= 3.0  # then 3 s of music

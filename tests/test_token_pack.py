@@ -29,7 +29,7 @@ def test_pack_round_trip_keeps_every_piece_and_the_record(mini_pack, tokenizer):
         assert all(p[0] == tokenizer.bos_token_id and p[-1] == tokenizer.eos_token_id for p in again)
     # maestro-mini: 35 / 8 / 9 files; the record names the data, its licence and the tokenizer.
     assert {s: len(loaded.pieces(s)) for s in loaded.splits} == {"train": 35, "validation": 8, "test": 9}
-    assert loaded.info["corpus"]["name"] == "MAESTRO v3.0.0"
+    assert loaded.info["corpus"]["name"] == "maestro-mini (MAESTRO v3.0.0 layout)"  # not MAESTRO itself
     assert loaded.info["corpus"]["license"] == "cc-by-nc-sa-4.0"
     assert loaded.info["vocab_size"] == tokenizer.vocab_size and loaded.info["skipped"]["train"] == []
     assert loaded.tokens["train"].dtype == np.uint16

@@ -121,7 +121,9 @@ def test_fine_tuning_on_a_new_corpus(trained, tmp_path):
     card = ModelCard(commit["files"]["README.md"].decode())
     # The base model learned from MAESTRO, so its licence binds the fine-tune too.
     assert card.data.license == "cc-by-nc-sa-4.0"
-    assert "- MAESTRO v3.0.0" in card.text and "- pop909-sample" in card.text  # both corpora, named
+    assert (
+        "- maestro-mini (MAESTRO v3.0.0 layout)" in card.text and "- pop909-sample" in card.text
+    )  # both corpora, named
     tok_before = json.loads((base / "best" / "tokenizer_config.json").read_text())
     tok_after = json.loads((out / "best" / "tokenizer_config.json").read_text())
     for key in (
@@ -158,12 +160,25 @@ def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
     assert record["training_data"] == [
         {
             "corpus": "maestro",
-            "name": "MAESTRO v3.0.0",
+            "name": "maestro-mini (MAESTRO v3.0.0 layout)",
             "source": "maestro-mini",
             "license": "cc-by-nc-sa-4.0",
         }
     ]
     assert record["train_pieces"] == 35 and record["validation_pieces"] == 8
+
+
+def test_the_embedded_model_is_a_checkpoint_train_py_fine_tunes(tmp_path):
+    from hf_music.resources import DEFAULT_MODEL_DIR
+
+    metrics = train(
+        tmp_path / "from_default", "--init_from", DEFAULT_MODEL_DIR, "--midi_dir", POP909, "--max_steps", 2,
+        "--eval_steps", 2, "--batch_size", 2, "--max_eval_batches", 2,
+    )  # fmt: skip
+    assert [h["step"] for h in metrics["history"]] == [0, 2]
+    record = json.loads((tmp_path / "from_default" / "best" / "training_metrics.json").read_text())
+    # The base model's data come first, so the MAESTRO licence carries over.
+    assert [corpus["name"] for corpus in record["training_data"]] == ["MAESTRO v3.0.0", "pop909-sample"]
 
 
 def test_config_file_and_argument_errors(tmp_path):
