@@ -305,21 +305,8 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int):
     accelerator.wait_for_everyone()
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    output_dir = Path(args.output_dir)
-    report_to = None if args.report_to == "none" else args.report_to
-    accelerator = Accelerator(
-        mixed_precision=args.mixed_precision,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=report_to,
-        project_dir=str(output_dir),
-    )
-    set_seed(args.seed)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-
-    # ---- tokenizer and model
+def build_model(args):
+    """(model, tokenizer): a new model of --preset (+ overrides), or --init_from's, with --dropout."""
     if args.init_from:
         # The package's own classes for music_transformer checkpoints: their code files never run.
         model, tokenizer = hf_music.load_model(args.init_from, trust_remote_code=args.trust_remote_code)
@@ -341,6 +328,60 @@ def main(argv=None):
         raise SystemExit(
             f"--block_size {args.block_size} exceeds the model's n_positions {model.config.n_positions}"
         )
+    return model, tokenizer
+
+
+def build_optimizer(model, args, max_steps: int):
+    """AdamW without weight decay on biases and LayerNorm weights (1-D tensors), and the LR schedule."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    # Fused AdamW: one kernel for all parameters on a GPU (the CPU keeps the for-each path).
+    optimizer = torch.optim.AdamW(
+        groups, lr=args.learning_rate, betas=(0.9, 0.95), fused=torch.cuda.is_available()
+    )
+    scheduler = get_scheduler(
+        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=max_steps
+    )
+    return optimizer, scheduler
+
+
+def resume_state(args, accelerator, output_dir: Path) -> dict:
+    """The loop's counters: fresh, or loaded with the Accelerate state of --resume_from_checkpoint."""
+    state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "history": []}
+    if args.resume_from_checkpoint:
+        checkpoint = Path(args.resume_from_checkpoint)
+        if args.resume_from_checkpoint == "latest":
+            found = complete_checkpoints(output_dir)
+            if not found:
+                raise SystemExit(
+                    f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}/checkpoints"
+                )
+            checkpoint = found[-1]
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        accelerator.print(f"resumed from {checkpoint} at step {state['completed_steps']}")
+    return state
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    report_to = None if args.report_to == "none" else args.report_to
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=report_to,
+        project_dir=str(output_dir),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # ---- tokenizer and model
+    model, tokenizer = build_model(args)
     num_params = sum(p.numel() for p in model.parameters())
 
     # ---- data
@@ -371,19 +412,8 @@ def main(argv=None):
     max_steps = args.max_steps or args.num_epochs * updates_per_epoch
     eval_steps = max(1, max_steps // args.num_evaluations) if args.num_evaluations else args.eval_steps
 
-    # ---- optimizer: no weight decay on biases and LayerNorm weights (1-D tensors)
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": args.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    # Fused AdamW: one kernel for all parameters on a GPU (the CPU keeps the for-each path).
-    optimizer = torch.optim.AdamW(
-        groups, lr=args.learning_rate, betas=(0.9, 0.95), fused=torch.cuda.is_available()
-    )
-    scheduler = get_scheduler(
-        args.lr_scheduler, optimizer, num_warmup_steps=args.warmup_steps, num_training_steps=max_steps
-    )
+    # ---- optimizer and schedule
+    optimizer, scheduler = build_optimizer(model, args, max_steps)
     if args.compile:
         # Regional compilation: the blocks share one compiled graph, so compiling takes the time
         # of one block, not of the whole stack (the model stays a plain module for saving).
@@ -394,22 +424,10 @@ def main(argv=None):
     accelerator.register_for_checkpointing(scheduler)
 
     # ---- resume
-    state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "history": []}
-    if args.resume_from_checkpoint:
-        checkpoint = Path(args.resume_from_checkpoint)
-        if args.resume_from_checkpoint == "latest":
-            found = complete_checkpoints(output_dir)
-            if not found:
-                raise SystemExit(
-                    f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}/checkpoints"
-                )
-            checkpoint = found[-1]
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
-        accelerator.print(f"resumed from {checkpoint} at step {state['completed_steps']}")
-        if state.get("max_steps"):  # fixed by --max_minutes in the first run
-            max_steps, eval_steps = state["max_steps"], state["eval_steps"]
-            stretch_schedule(scheduler, optimizer, args, max_steps)
+    state = resume_state(args, accelerator, output_dir)
+    if state.get("max_steps"):  # a resumed run whose length --max_minutes fixed
+        max_steps, eval_steps = state["max_steps"], state["eval_steps"]
+        stretch_schedule(scheduler, optimizer, args, max_steps)
 
     if report_to:
         accelerator.init_trackers("hf_music", config={k: v for k, v in vars(args).items() if v is not None})
