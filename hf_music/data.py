@@ -264,16 +264,16 @@ def load_maestro(
     midi_source = _MidiSource(location)
     rows = read_maestro_metadata(midi_source, version)
     missing = [row["midi_filename"] for row in rows if not midi_source.exists(row["midi_filename"])]
-    present = [row for row in rows if row["midi_filename"] not in set(missing)]
-    oversized = [
-        row["midi_filename"] for row in present if midi_source.size(row["midi_filename"]) > MAX_MIDI_BYTES
-    ]
-    for name in oversized:
+    missing_set = set(missing)
+    oversized = {
+        row["midi_filename"]
+        for row in rows
+        if row["midi_filename"] not in missing_set and midi_source.size(row["midi_filename"]) > MAX_MIDI_BYTES
+    }
+    for name in sorted(oversized):
         logger.warning(
             "skipped %s in %s: over %d MB uncompressed", name, midi_source.describe(), MAX_MIDI_BYTES >> 20
         )
-    if oversized:
-        rows = [row for row in rows if row["midi_filename"] not in set(oversized)]
     if missing:
         message = (
             f"{len(missing)} of {len(rows)} MIDI files listed in maestro-{version} metadata are missing "
@@ -282,8 +282,8 @@ def load_maestro(
         if not allow_missing:
             raise FileNotFoundError(message + "; pass allow_missing=True to load the files that exist")
         logger.warning("%s; loading the %d that exist", message, len(rows) - len(missing))
-        missing_set = set(missing)
-        rows = [row for row in rows if row["midi_filename"] not in missing_set]
+    dropped = missing_set | oversized
+    rows = [row for row in rows if row["midi_filename"] not in dropped]
     splits = {}
     for split in MAESTRO_SPLITS:
         split_rows = [row for row in rows if row["split"] == split]
@@ -339,10 +339,10 @@ def load_midi_folder(
     )
     if not files:
         raise FileNotFoundError(f"no .mid or .midi files under {root}")
-    oversized = [f for f in files if (root / f).stat().st_size > MAX_MIDI_BYTES]
-    for name in oversized:
+    oversized = {f for f in files if (root / f).stat().st_size > MAX_MIDI_BYTES}
+    for name in sorted(oversized):
         logger.warning("skipped %s in %s: over %d MB", name, root, MAX_MIDI_BYTES >> 20)
-    files = [f for f in files if f not in set(oversized)]
+    files = [f for f in files if f not in oversized]
     by_split: dict[str, list[str]] = {}
     for relative in files:
         by_split.setdefault(split_of(relative, validation_fraction, test_fraction, seed), []).append(relative)

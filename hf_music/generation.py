@@ -66,10 +66,11 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
     ``max_polyphony`` pitches sound, TIME_SHIFTs that would stretch a silence (no pitch
     sounding) past ``max_silence_seconds``, <pad>, <bos> and ids past the tokenizer's vocabulary
     always, and <eos> unless ``allow_eos``. A note held ``max_note_seconds`` is released: only
-    the NOTE_OFFs of such notes are allowed until they are all off. The silence limit exists because MAESTRO pieces open
-    with about a second of silence: at low temperatures a model keeps choosing the longest
-    TIME_SHIFT and never plays (measured: T=0.5 gave 5 s of nothing for 3 of 3 seeds); the
-    note limit because they also hold one key for ever (0.1% of MAESTRO's notes last over 8.45 s).
+    the NOTE_OFFs of such notes are allowed until they are all off. Both clocks run on from the
+    prompt (or the earlier windows). Why the limits: MAESTRO pieces open with about a second of
+    silence, so at low temperatures a model kept choosing the longest TIME_SHIFT and never played
+    (T=0.5: 5 s of nothing for 3 seeds of 3), or held one key for ever (0.1% of MAESTRO's notes
+    last over 8.45 s).
     The probability of a forbidden NOTE_OFF (NOTE_ON) moves to the allowed ones of that type, so
     the model's rate of releases (strikes) is kept; it is dropped only when none is allowed.
     The state of each row starts from ``history`` (full id rows, for a sliding window) or from
@@ -121,7 +122,6 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         state = np.zeros((len(rows), NUM_PITCHES + 1), bool)
         state[:, :NUM_PITCHES] = [sounding_pitches(row, self.tok) for row in rows]
         self.state = torch.from_numpy(state).to(device)
-        # Steps of silence so far (a prompt or window counts from 0: a small allowance, not a debt).
         # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
         clocks = [sounding_clock(row, self.tok) for row in rows]
         struck = np.zeros(state.shape, np.int64)

@@ -50,7 +50,7 @@ def test_epoch_windows_are_deterministic_augmented_and_in_range(pieces, tokenize
     assert first["input_ids"].shape == (len(pieces), 256)
     assert np.array_equal(first["input_ids"], again["input_ids"])
     assert not np.array_equal(first["input_ids"], other["input_ids"])
-    # Every window is a real stretch of a piece, transposed: its pitch set is a shifted subset.
+    # Transposition never pushes a window's notes out of 0..127.
     for row in first["input_ids"]:
         low, high = pitch_range(row, tokenizer)
         assert 0 <= low <= high < 128
