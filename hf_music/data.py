@@ -1,11 +1,11 @@
-"""Datasets for training: MAESTRO with its own splits, any folder of MIDI files, tokenization,
-training blocks and augmentation. Everything returns real `datasets` objects.
+"""Datasets: MAESTRO with its own splits, any folder of MIDI files, and their tokenization.
+Everything returns real `datasets` objects.
 
     ds = load_maestro("~/maestro-v3.0.0")              # or the official zip, a URL, or None
     ds = tokenize_dataset(ds, MidiTokenizer())          # adds input_ids, skips and lists bad files
-    train = group_into_blocks(ds["train"], 2048, mode="random_crop", tokenizer=tok, epoch=0,
-                              augmentation=Augmentation())
-    val = group_into_blocks(ds["validation"], 2048)     # run_clm-style contiguous blocks
+
+Training windows and evaluation blocks are cut from the tokenized pieces in one place,
+`hf_music.windows` (WindowSampler, evaluation_blocks), which train.py and evaluate.py share.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from datasets import (
 )
 
 from .tokenization_music_transformer import MidiReadError, MidiTokenizer
-from .windows import Augmentation
 
 logger = logging.getLogger(__name__)
 
@@ -468,134 +467,16 @@ def corpus_statistics(ds: Dataset, tokenizer: MidiTokenizer) -> dict:
         "files": len(ds),
         "tokens": int(flat.size),
         "notes": int(is_on.sum()),
-        "seconds": steps * tokenizer.time_resolution_ms / 1000,
+        "seconds": steps * tokenizer.time_step,
     }
-
-
-# ---------------------------------------------------------------------------- augmentation
-def augment_ids(
-    ids, tokenizer: MidiTokenizer, augmentation: Augmentation, rng: np.random.Generator
-) -> np.ndarray:
-    """Decode to notes, transpose and stretch, and encode again (vectorized, ~1 ms per piece)."""
-    return tokenizer.encode_notes(augmentation.apply(tokenizer.ids_to_notes(ids), rng))
-
-
-# ---------------------------------------------------------------------------- blocks
-def _concat_blocks(batch, block_size: int):
-    flat = (
-        np.concatenate([np.asarray(ids, np.int32) for ids in batch["input_ids"]])
-        if batch["input_ids"]
-        else []
-    )
-    usable = len(flat) // block_size * block_size
-    blocks = np.asarray(flat[:usable], np.int32).reshape(-1, block_size)
-    return {"input_ids": list(blocks), "attention_mask": list(np.ones_like(blocks, np.int8))}
-
-
-def crop_windows(
-    pieces,
-    block_size: int,
-    tokenizer: MidiTokenizer,
-    augmentation: Augmentation | None = None,
-    seed: int = 0,
-    epoch: int = 0,
-    indices=None,
-) -> dict[str, np.ndarray]:
-    """One random window of ``block_size`` ids per piece (padded when shorter), optionally augmented.
-
-    Deterministic for (seed, epoch, piece index): ``indices`` are the pieces' positions in
-    their dataset (default 0..n-1). Returns int32 ``input_ids`` and int8 ``attention_mask``
-    arrays of shape (pieces, block_size).
-    """
-    indices = range(len(pieces)) if indices is None else indices
-    input_ids = np.full((len(pieces), block_size), tokenizer.pad_token_id, np.int32)
-    attention_mask = np.zeros((len(pieces), block_size), np.int8)
-    for row, (ids, index) in enumerate(zip(pieces, indices, strict=True)):
-        rng = np.random.default_rng([seed, epoch, index])
-        ids = np.asarray(ids, np.int64)
-        if augmentation is not None:
-            ids = augment_ids(ids, tokenizer, augmentation, rng)
-        if len(ids) > block_size:
-            start = int(rng.integers(0, len(ids) - block_size + 1))
-            ids = ids[start : start + block_size]
-        input_ids[row, : len(ids)] = ids
-        attention_mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention_mask}
-
-
-def _crop_blocks(batch, indices, block_size, tokenizer, augmentation, seed, epoch):
-    windows = crop_windows(batch["input_ids"], block_size, tokenizer, augmentation, seed, epoch, indices)
-    return {name: list(array) for name, array in windows.items()}
-
-
-def group_into_blocks(
-    ds,
-    block_size: int,
-    mode: str = "concat",
-    tokenizer: MidiTokenizer | None = None,
-    augmentation: Augmentation | None = None,
-    seed: int = 0,
-    epoch: int = 0,
-    num_proc: int | None = None,
-):
-    """Training blocks of ``block_size`` ids with ``attention_mask``.
-
-    mode="concat": run_clm style, pieces (each <bos> ... <eos>) concatenated and cut into
-        contiguous blocks, the remainder dropped: every token is used once (validation, test).
-    mode="random_crop": one random window per piece (padded when the piece is shorter),
-        re-drawn for each ``epoch``, optionally augmented (needs ``tokenizer``); deterministic
-        for a given (seed, epoch). This is how the Music Transformer trained.
-    Works on Dataset and IterableDataset (streaming) alike.
-    """
-    columns = ds.column_names or ["input_ids"]
-    if mode == "concat":
-        features = Features({"input_ids": List(Value("int32")), "attention_mask": List(Value("int8"))})
-        kwargs = {} if isinstance(ds, IterableDataset) else {"num_proc": num_proc, "desc": "grouping blocks"}
-        return ds.map(
-            _concat_blocks,
-            batched=True,
-            batch_size=1000,
-            fn_kwargs={"block_size": block_size},
-            remove_columns=columns,
-            features=features,
-            **kwargs,
-        )
-    if mode != "random_crop":
-        raise ValueError(f"mode must be 'concat' or 'random_crop', got {mode!r}")
-    if tokenizer is None:
-        raise ValueError("random_crop needs the tokenizer (padding id, augmentation)")
-    features = Features({"input_ids": List(Value("int32")), "attention_mask": List(Value("int8"))})
-    # Windows are re-drawn every epoch: keep them in memory instead of writing a cache file each time.
-    kwargs = {"num_proc": num_proc, "desc": f"cropping epoch {epoch}", "keep_in_memory": True}
-    if isinstance(ds, IterableDataset):
-        kwargs = {}
-    return ds.map(
-        _crop_blocks,
-        batched=True,
-        with_indices=True,
-        fn_kwargs={
-            "block_size": block_size,
-            "tokenizer": tokenizer,
-            "augmentation": augmentation,
-            "seed": seed,
-            "epoch": epoch,
-        },
-        remove_columns=columns,
-        features=features,
-        **kwargs,
-    )
 
 
 __all__ = [
     "MAESTRO_URLS",
-    "Augmentation",
     "TokenizationReport",
-    "augment_ids",
     "cache_dir",
     "corpus_statistics",
-    "crop_windows",
     "download",
-    "group_into_blocks",
     "load_maestro",
     "load_midi_folder",
     "read_maestro_metadata",

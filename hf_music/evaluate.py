@@ -9,20 +9,29 @@ unigram and bigram models fitted on the train split, all on the same tokens (the
 pieces concatenated and cut into blocks of the model's context, as train.py evaluates).
 With --samples N it also generates N pieces and compares their pitch, pitch-class,
 velocity, inter-onset-interval, duration, polyphony and note-density distributions with the
-held-out pieces (overlapping area and KL, after Yang & Lerch 2020). --json writes it all
-for the model card (scripts/push_to_hub.py --evaluation).
+held-out pieces (overlapping area and KL, after Yang & Lerch 2020). The results are
+`hf_music.run_record.Evaluation` records: --json writes them (scripts/push_to_hub.py
+--evaluation reads them), --save_to_record adds them to the checkpoint's run_record.json,
+from which its model card is rendered.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from hf_music.evaluation import compare_features, ngram_log_probs, score_blocks
 from hf_music.generation import generate_ids
 from hf_music.resources import load_model
+from hf_music.run_record import (
+    Evaluation,
+    FeatureRow,
+    RunRecord,
+    SampleComparison,
+    ScoreRow,
+    save_evaluations,
+)
 from hf_music.token_pack import load_corpus
 from hf_music.windows import evaluation_blocks
 
@@ -56,21 +65,52 @@ def parse_args(argv=None):
     parser.add_argument("--max_new_tokens", type=int, default=1024, help="length of each generated piece")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--json", default=None, help="write the results here")
-    return parser.parse_args(argv)
+    parser.add_argument("--json", default=None, help="write the results (Evaluation records) here")
+    parser.add_argument(
+        "--save_to_record", action="store_true",
+        help="add the results to --model's run_record.json (a local checkpoint folder), for its model card",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.save_to_record and not (args.model and Path(args.model, "run_record.json").is_file()):
+        parser.error("--save_to_record needs --model, a local checkpoint folder with a run_record.json")
+    return args
 
 
-def print_rows(rows):
+def print_rows(rows: list[ScoreRow]):
     print(f"{'model':<10} {'nats/token':>11} {'bits/token':>11} {'perplexity':>11} {'accuracy':>9} "
           f"{'nats/second':>12} {'nats/note':>10}")  # fmt: skip
     for row in rows:
         print(
-            f"{row['name']:<10} {row['nll']:>11.4f} {row['bits_per_token']:>11.4f} {row['perplexity']:>11.2f} "
-            f"{row['accuracy']:>9.3f} {row['nats_per_second']:>12.3f} {row['nats_per_note']:>10.3f}"
+            f"{row.name:<10} {row.nats_per_token:>11.4f} {row.bits_per_token:>11.4f} {row.perplexity:>11.2f} "
+            f"{row.accuracy:>9.3f} {row.nats_per_second:>12.3f} {row.nats_per_note:>10.3f}"
         )
 
 
-def main(argv=None) -> dict:
+def score_rows(rows: list[dict]) -> list[ScoreRow]:
+    """score_blocks' rows as records."""
+    return [ScoreRow(nats_per_token=row.pop("nll"), **row) for row in map(dict, rows)]
+
+
+def sample_comparison(args, model, tokenizer, reference_pieces) -> SampleComparison:
+    """--samples pieces generated from silence against the held-out pieces, feature by feature."""
+    ids = generate_ids(
+        model, tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+        num_return_sequences=args.samples, seed=args.seed, progress=True,
+    )  # fmt: skip
+    generated = [tokenizer.ids_to_notes(row) for row in ids]
+    reference = [tokenizer.ids_to_notes(ids) for ids in reference_pieces]
+    features = [FeatureRow(**row) for row in compare_features(reference, generated)]
+    print(f"\n{args.samples} samples x {args.max_new_tokens} tokens vs the held-out pieces")
+    print(f"{'feature':<24} {'OA':>6} {'KL':>7} {'held-out':>9} {'generated':>10}")
+    for row in features:
+        print(
+            f"{row.feature:<24} {row.overlap:>6.3f} {row.kl:>7.3f} "
+            f"{row.reference_mean:>9.3f} {row.generated_mean:>10.3f}"
+        )
+    return SampleComparison(args.samples, args.max_new_tokens, float(args.temperature), features)
+
+
+def main(argv=None) -> list[Evaluation]:
     args = parse_args(argv)
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device)
@@ -84,56 +124,37 @@ def main(argv=None) -> dict:
     if missing:
         raise SystemExit(f"the corpus has no {' or '.join(missing)} split")
     block_size = args.block_size or model.config.n_positions
+    stride = args.stride or block_size
     # The yardsticks are fitted on the train split only.
     unigram, bigram = ngram_log_probs(pack.pieces("train"), len(tokenizer), tokenizer.pad_token_id)
     corpus = pack.info["corpus"]["name"]
-    result = {
-        "model": args.model or "embedded default",
-        "corpus": corpus,
-        "block_size": block_size,
-        "stride": args.stride or block_size,
-        "splits": {},
-    }
+    evaluations = []
     for split in args.split:
         pieces = pack.pieces(split)
         blocks, first = evaluation_blocks(pieces, block_size, args.stride)
         if len(blocks) == 0:
             raise SystemExit(f"the {split} split is shorter than one block of {block_size} tokens")
         rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size, first, tokenizer)
-        result["splits"][split] = {"pieces": len(pieces), "tokens": tokens, "language_model": rows}
         print(
             f"\n{corpus} {split}: {len(pieces)} pieces, {tokens:,} scored tokens, context {block_size}, "
-            f"stride {args.stride or block_size}"
+            f"stride {stride}"
         )
-        print_rows(rows)
-    reference_split = args.split[0]
-    if args.samples:
-        ids = generate_ids(
-            model, tokenizer, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-            num_return_sequences=args.samples, seed=args.seed, progress=True,
-        )  # fmt: skip
-        generated = [tokenizer.ids_to_notes(row) for row in ids]
-        reference = [tokenizer.ids_to_notes(ids) for ids in pack.pieces(reference_split)]
-        features = compare_features(reference, generated)
-        result["samples"] = {
-            "count": args.samples,
-            "max_new_tokens": args.max_new_tokens,
-            "temperature": args.temperature,
-            "features": features,
-        }
-        print(f"\n{args.samples} samples x {args.max_new_tokens} tokens vs the {reference_split} pieces")
-        print(f"{'feature':<24} {'OA':>6} {'KL':>7} {'held-out':>9} {'generated':>10}")
-        for row in features:
-            print(
-                f"{row['feature']:<24} {row['overlap']:>6.3f} {row['kl']:>7.3f} "
-                f"{row['reference_mean']:>9.3f} {row['generated_mean']:>10.3f}"
-            )
-    result["seconds"] = round(time.perf_counter() - started, 1)
+        scores = score_rows(rows)
+        print_rows(scores)
+        # Samples are compared with the first split's pieces, recorded with that split.
+        samples = (
+            sample_comparison(args, model, tokenizer, pieces) if args.samples and not evaluations else None
+        )
+        evaluations.append(
+            Evaluation(corpus, split, len(pieces), tokens, block_size, stride, scores, samples)
+        )
+    print(f"evaluated in {time.perf_counter() - started:.1f} s")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
-    return result
+        print(f"wrote {save_evaluations(evaluations, args.json)}")
+    if args.save_to_record:
+        RunRecord.load(args.model).with_evaluations(evaluations).save(args.model)
+        print(f"added to {Path(args.model, 'run_record.json')}")
+    return evaluations
 
 
 if __name__ == "__main__":

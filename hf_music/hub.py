@@ -4,14 +4,14 @@
     push_to_hub("runs/maestro/best", "me/music-transformer")   # assemble + create_repo + one commit
 
 The card is rendered from the top-level ``model_card.md`` (a Jinja template, shipped in the
-package as ``assets/model_card.md``) with figures read from the checkpoint's
-``training_metrics.json`` (written by scripts/train.py) and, when given, the JSON of
-scripts/evaluate.py. ``HF_TOKEN`` and ``HF_ENDPOINT`` are honoured by huggingface_hub itself.
+package as ``assets/model_card.md``) and the checkpoint's run record only
+(``run_record.json``, `hf_music.run_record.RunRecord`, written by scripts/train.py and
+scripts/evaluate.py), with evaluations given here added to it. ``HF_TOKEN`` and
+``HF_ENDPOINT`` are honoured by huggingface_hub itself.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -20,6 +20,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .resources import ASSETS
+from .run_record import RECORD_FILE, Corpus, Evaluation, RunRecord, RunRecordError
 
 MODEL_CARD_TEMPLATE = ASSETS / "model_card.md"
 # Files of a save_pretrained checkpoint that belong in a Hub repo (code files are added by suffix).
@@ -29,7 +30,6 @@ CHECKPOINT_FILES = (
     "model.safetensors",
     "tokenizer_config.json",
     "special_tokens_map.json",
-    "training_metrics.json",
 )
 # The model's own code, copied from the package when a checkpoint folder lacks it (trust_remote_code).
 CODE_FILES = (
@@ -64,7 +64,7 @@ PUBLISH_ERRORS = (HubError, OSError, *_transport_errors())
 
 def publish_error_line(error: BaseException) -> str:
     """One line for a failed upload, naming the endpoint when the network or the Hub said no."""
-    if isinstance(error, HubError):
+    if isinstance(error, (HubError, RunRecordError)):
         return str(error)
     from huggingface_hub import constants
 
@@ -93,8 +93,8 @@ def require_token(token: str | None = None) -> str:
     return token
 
 
-def read_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, dict, dict]:
-    """(folder, config, training metrics) of a save_pretrained folder, checked for safetensors weights."""
+def read_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, RunRecord]:
+    """(folder, run record) of a train.py checkpoint, checked for safetensors weights."""
     folder = Path(checkpoint)
     if not (folder / "config.json").is_file():
         raise HubError(
@@ -102,19 +102,24 @@ def read_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, dict, dict]:
         )
     if not (folder / "model.safetensors").is_file():
         raise HubError(f"{folder} has no model.safetensors: only safetensors weights are published")
-    config = json.loads((folder / "config.json").read_text())
-    metrics_path = folder / "training_metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    return folder, config, metrics
+    if not (folder / RECORD_FILE).is_file():
+        raise HubError(f"{folder} has no {RECORD_FILE}: its card needs the run record train.py writes")
+    try:
+        return folder, RunRecord.load(folder)
+    except RunRecordError as error:
+        raise HubError(str(error)) from error
 
 
-def card_license(training_data: list[dict], requested: str | None = None) -> str:
-    """MAESTRO's CC BY-NC-SA 4.0 binds any model trained on it; otherwise the caller's choice."""
-    if any(corpus.get("corpus") == "maestro" for corpus in training_data):
+def card_license(training_data: list[Corpus], requested: str | None = None) -> str:
+    """MAESTRO's CC BY-NC-SA 4.0 binds any model trained on it; otherwise the data's own licence
+    (when every corpus has the same one), else the caller's choice."""
+    if any(corpus.kind == "maestro" for corpus in training_data):
         if requested and requested != MAESTRO_LICENSE:
             raise HubError(f"trained on MAESTRO, whose licence requires {MAESTRO_LICENSE}, not {requested}")
         return MAESTRO_LICENSE
-    return requested or "unknown"
+    licenses = {corpus.license for corpus in training_data}
+    known = licenses.pop() if len(licenses) == 1 else None
+    return requested or known or "unknown"
 
 
 def dataset_slug(corpus_name: str) -> str:
@@ -126,17 +131,14 @@ def dataset_slug(corpus_name: str) -> str:
     return corpus_name.split()[0].lower() if corpus_name else "unknown"
 
 
-def eval_results(metrics: dict, evaluation: dict | None) -> list[EvalResult] | None:
+def eval_results(record: RunRecord) -> list[EvalResult] | None:
     """model-index entries for exactly what was measured: each evaluated split of the named corpus,
     or, without an evaluation, train.py's best validation loss on its (last) training corpus."""
     common = {"task_type": "text-generation", "task_name": "Symbolic music modelling (performance events)"}
-    measured = []  # (corpus name, split, nats/token)
-    if evaluation:
-        for split, result in evaluation.get("splits", {}).items():
-            model_row = next(row for row in result["language_model"] if row["name"] == "model")
-            measured.append((evaluation["corpus"], split, model_row["nll"]))
-    elif metrics.get("best_val_loss") is not None and metrics.get("training_data"):
-        measured.append((metrics["training_data"][-1]["name"], "validation", metrics["best_val_loss"]))
+    measured = [(e.corpus, e.split, e.model.nats_per_token) for e in record.evaluations]
+    best = record.training.best_validation_nats_per_token
+    if not measured and best is not None:
+        measured.append((record.training_data[-1].name, "validation", best))
     results = []
     for corpus, split, nll in measured:
         data = {
@@ -144,77 +146,52 @@ def eval_results(metrics: dict, evaluation: dict | None) -> list[EvalResult] | N
             "dataset_name": f"{corpus} ({split} split)",
             "dataset_split": split,
         }
-        results.append(
-            EvalResult(
-                metric_type="loss",
-                metric_name="NLL (nats/token)",
-                metric_value=round(nll, 4),
-                **common,
-                **data,
+        for metric_type, name, value in (
+            ("loss", "NLL (nats/token)", round(nll, 4)),
+            ("perplexity", "Perplexity", round(math.exp(nll), 2)),
+        ):
+            results.append(
+                EvalResult(metric_type=metric_type, metric_name=name, metric_value=value, **common, **data)
             )
-        )
-        results.append(
-            EvalResult(
-                metric_type="perplexity",
-                metric_name="Perplexity",
-                metric_value=round(math.exp(nll), 2),
-                **common,
-                **data,
-            )
-        )
     return results or None
 
 
 def render_model_card(
     checkpoint: str | os.PathLike,
     repo_id: str,
-    evaluation: dict | None = None,
+    evaluations: list[Evaluation] = (),
     license: str | None = None,
     base_model: str | None = None,
     title: str | None = None,
     embedded: bool = False,
     template_path: str | os.PathLike = MODEL_CARD_TEMPLATE,
 ) -> ModelCard:
-    """The model card of a checkpoint, with metadata (licence, tags, model-index) and real figures.
+    """The model card of a checkpoint, rendered from its run record (plus `evaluations`) alone.
 
     `base_model` (a Hub id) defaults to the run's --init_from when that was a Hub id; `embedded`
     describes the checkpoint shipped inside hf_music (loaded with `load_default_model`).
     """
-    _, config, metrics = read_checkpoint(checkpoint)
-    args = metrics.get("args", {})
-    training_data = metrics.get("training_data", [])
-    val_loss = metrics.get("best_val_loss")
-    dataset_name = " + ".join(corpus["name"] for corpus in training_data) or "unknown"
-    init_from = args.get("init_from")
-    if base_model is None and init_from and not Path(init_from).exists():
-        base_model = init_from
+    _, record = read_checkpoint(checkpoint)
+    record = record.with_evaluations(list(evaluations))
+    if base_model is None and record.base_model and not Path(record.base_model).exists():
+        base_model = record.base_model
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
-        license=card_license(training_data, license),
+        license=card_license(record.training_data, license),
         library_name="transformers",
         pipeline_tag="text-generation",
         tags=TAGS,
         base_model=base_model,
-        eval_results=eval_results(metrics, evaluation),
+        eval_results=eval_results(record),
     )
-    history = metrics.get("history", [])
     return ModelCard.from_template(
         card_data,
         template_path=str(template_path),
         model_name=title or repo_id.split("/")[-1],
         repo_id=repo_id,
         license=card_data.license,
-        config=config,
-        args=args,
-        metrics=metrics,
-        training_data=training_data,
-        dataset_name=dataset_name,
-        val_loss=val_loss,
-        val_perplexity=math.exp(val_loss) if val_loss is not None else None,
-        first_val_loss=history[0]["val_loss"] if history else None,
-        uniform_nll=math.log(config["vocab_size"]),
-        train_hours=metrics.get("train_seconds", 0) / 3600,
-        evaluation=evaluation,
+        record=record,
+        uniform_nll=math.log(record.model.vocab_size),
         base_model=base_model,
         embedded=embedded,
     )
@@ -224,7 +201,7 @@ def assemble_repo(
     checkpoint: str | os.PathLike,
     out_dir: str | os.PathLike,
     repo_id: str,
-    evaluation: dict | None = None,
+    evaluations: list[Evaluation] = (),
     samples: list[str | os.PathLike] = (),
     license: str | None = None,
     base_model: str | None = None,
@@ -232,19 +209,20 @@ def assemble_repo(
     title: str | None = None,
     embedded: bool = False,
 ) -> Path:
-    """Write the folder that becomes the Hub repo: weights, config, tokenizer, code, card, metrics, samples.
+    """Write the folder that becomes the Hub repo: weights, config, tokenizer, code, card, run record
+    (with `evaluations` added), samples.
 
     `include_code=False` leaves out the model's code files (a folder that only hf_music loads);
     `embedded` writes the card of the checkpoint shipped in the package; `title` replaces the
     repo name as the card's title.
     """
     check_repo_id(repo_id)
-    folder, _, _ = read_checkpoint(checkpoint)
+    folder, record = read_checkpoint(checkpoint)
     out = Path(out_dir)
     if out.resolve() == folder.resolve():
         raise HubError("the repo folder must differ from the checkpoint folder")
     card = render_model_card(
-        folder, repo_id, evaluation=evaluation, license=license, base_model=base_model, title=title,
+        folder, repo_id, evaluations=evaluations, license=license, base_model=base_model, title=title,
         embedded=embedded,
     )  # fmt: skip
     if out.exists():
@@ -257,8 +235,7 @@ def assemble_repo(
         package = Path(__file__).resolve().parent
         for name in CODE_FILES:
             shutil.copy2(folder / name if (folder / name).is_file() else package / name, out / name)
-    if evaluation is not None:
-        (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+    record.with_evaluations(list(evaluations)).save(out)
     if samples:
         (out / "samples").mkdir()
         for sample in samples:
@@ -274,7 +251,7 @@ def push_to_hub(
     private: bool = False,
     revision: str | None = None,
     commit_message: str | None = None,
-    evaluation: dict | None = None,
+    evaluations: list[Evaluation] = (),
     samples: list[str | os.PathLike] = (),
     license: str | None = None,
     base_model: str | None = None,
@@ -288,7 +265,7 @@ def push_to_hub(
     token = require_token(token)
     with tempfile.TemporaryDirectory() as tmp:
         folder = assemble_repo(
-            checkpoint, Path(work_dir or tmp) / "repo", repo_id, evaluation=evaluation, samples=samples,
+            checkpoint, Path(work_dir or tmp) / "repo", repo_id, evaluations=evaluations, samples=samples,
             license=license, base_model=base_model,
         )  # fmt: skip
         api = HfApi(token=token)

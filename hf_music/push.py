@@ -5,19 +5,19 @@
         --evaluation runs/maestro/evaluation.json --samples piece1.mid piece1.wav --dry_run out/repo
 
 The repo gets config, safetensors weights, tokenizer files, generation config, the model's
-code (for trust_remote_code), README.md (the card rendered from model_card.md), the run's
-training_metrics.json, evaluation.json and samples when given. --dry_run only writes that
+code (for trust_remote_code), README.md (the card rendered from model_card.md and the run
+record), run_record.json (with the --evaluation results of scripts/evaluate.py --json added)
+and samples when given. --dry_run only writes that
 folder. HF_TOKEN (or `hf auth login`) and HF_ENDPOINT are honoured.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from hf_music.hub import PUBLISH_ERRORS, assemble_repo, publish_error_line, push_to_hub
+from hf_music.run_record import RunRecordError, load_evaluations
 
 
 def parse_args(argv=None):
@@ -44,10 +44,10 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
+        evaluations = load_evaluations(args.evaluation) if args.evaluation else []
         if args.dry_run:
             folder = assemble_repo(
-                args.checkpoint, args.dry_run, args.repo_id, evaluation=evaluation, samples=args.samples,
+                args.checkpoint, args.dry_run, args.repo_id, evaluations=evaluations, samples=args.samples,
                 license=args.license, base_model=args.base_model,
             )  # fmt: skip
             files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
@@ -55,10 +55,10 @@ def main(argv=None) -> int:
             return 0
         commit = push_to_hub(
             args.checkpoint, args.repo_id, private=args.private, revision=args.revision,
-            commit_message=args.commit_message, evaluation=evaluation, samples=args.samples, license=args.license,
+            commit_message=args.commit_message, evaluations=evaluations, samples=args.samples, license=args.license,
             base_model=args.base_model,
         )  # fmt: skip
-    except PUBLISH_ERRORS as error:
+    except (*PUBLISH_ERRORS, RunRecordError) as error:
         print(f"push_to_hub: {publish_error_line(error)}", file=sys.stderr)
         return 2
     print(f"pushed to {commit.commit_url}")

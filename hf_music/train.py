@@ -23,6 +23,7 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,15 @@ from transformers.utils import cached_file
 import hf_music
 from hf_music.flops import peak_flops, training_flops_per_token
 from hf_music.hub import check_repo_id, push_to_hub
+from hf_music.run_record import (
+    RECORD_FILE,
+    Corpus,
+    ModelShape,
+    RunRecord,
+    SplitSize,
+    Training,
+    ValidationPoint,
+)
 from hf_music.token_pack import load_corpus
 from hf_music.windows import Augmentation, WindowSampler, evaluation_blocks
 
@@ -45,7 +55,7 @@ from hf_music.windows import Augmentation, WindowSampler, evaluation_blocks
 CALIBRATION_STEPS = (10, 40)
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -123,6 +133,12 @@ def parse_args(argv=None):
     )
     run.add_argument("--hub_model_id", default=None, help="namespace/name for --push_to_hub")
     run.add_argument("--hub_private", action="store_true")
+    return parser
+
+
+def parse_args(argv=None):
+    """The arguments, from the command line over --config's file, checked against each other."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.config:
         text = Path(args.config).read_text()
@@ -153,7 +169,7 @@ def parse_args(argv=None):
     return args
 
 
-def load_data(args, tokenizer) -> tuple[list, list, dict]:
+def load_data(args, tokenizer) -> tuple[list, list, Corpus]:
     """Train and validation pieces (id arrays) and the corpus they came from (see load_corpus)."""
     pack = load_corpus(
         tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
@@ -162,9 +178,10 @@ def load_data(args, tokenizer) -> tuple[list, list, dict]:
     )  # fmt: skip
     if "validation" not in pack.splits:
         raise SystemExit("the corpus has no validation split; raise --validation_fraction")
-    corpus = {
-        k: v for k, v in pack.info["corpus"].items() if k in ("corpus", "name", "source", "license") and v
-    }
+    about = pack.info["corpus"]  # the pack's own record of where its tokens came from
+    corpus = Corpus(
+        kind=about["corpus"], name=about["name"], source=about.get("source"), license=about.get("license")
+    )
     return pack.pieces("train"), pack.pieces("validation"), corpus
 
 
@@ -216,15 +233,16 @@ def evaluate(model, loader, accelerator, max_batches=None):
     }
 
 
-def training_data(args, corpus: dict) -> list[dict]:
+def training_data(args, corpus: Corpus) -> list[Corpus]:
     """Every corpus the model has learned from, its base model's first: a card's licence follows them."""
     corpora = []
     if args.init_from:
-        found = cached_file(
-            args.init_from, "training_metrics.json", _raise_exceptions_for_missing_entries=False
+        found = cached_file(args.init_from, RECORD_FILE, _raise_exceptions_for_missing_entries=False)
+        corpora = (
+            RunRecord.load(found).training_data
+            if found
+            else [Corpus(kind="unknown", name=f"base model {args.init_from}", source=None, license=None)]
         )
-        base = json.loads(Path(found).read_text()) if found else {}
-        corpora = base.get("training_data") or [{"corpus": "unknown", "name": f"base model {args.init_from}"}]
     corpora.append(corpus)
     return corpora
 
@@ -239,15 +257,16 @@ def fsync_tree(folder: Path) -> None:
             os.close(descriptor)
 
 
-def export_model(accelerator, model, tokenizer, folder: Path, metrics: dict):
-    """save_pretrained (safetensors, tokenizer, code files) to a temporary folder, then swap it in."""
+def export_model(accelerator, model, tokenizer, folder: Path, record: RunRecord):
+    """save_pretrained (safetensors, tokenizer, code files) and the run record to a temporary
+    folder, then swap it in."""
     if not accelerator.is_main_process:
         return
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / "training_metrics.json").write_text(json.dumps(metrics, indent=2))
+    record.save(tmp)
     fsync_tree(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
@@ -366,53 +385,256 @@ def resume_state(args, accelerator, output_dir: Path) -> dict:
     return state
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    output_dir = Path(args.output_dir)
-    report_to = None if args.report_to == "none" else args.report_to
+def make_accelerator(args) -> Accelerator:
+    """Accelerate for this run (mixed precision, accumulation, trackers) and a seeded start."""
     accelerator = Accelerator(
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        log_with=report_to,
-        project_dir=str(output_dir),
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=args.output_dir,
     )
     set_seed(args.seed)
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    return accelerator
 
-    # ---- tokenizer and model
+
+def validation_loader(validation: list, args) -> DataLoader:
+    """Contiguous validation blocks of --block_size: the same cut as scripts/evaluate.py's."""
+    blocks, _ = evaluation_blocks(validation, args.block_size)
+    if len(blocks) == 0:
+        raise SystemExit(f"validation split is shorter than one block of {args.block_size} tokens")
+    return DataLoader(TensorDataset(torch.from_numpy(blocks)), batch_size=args.batch_size)
+
+
+def evaluation_interval(args, max_steps: int) -> int:
+    """Steps between evaluations: --num_evaluations spread evenly, else --eval_steps."""
+    return max(1, max_steps // args.num_evaluations) if args.num_evaluations else args.eval_steps
+
+
+def plan_steps(args, train_pieces: int, processes: int) -> int:
+    """Optimizer steps of the run: --max_steps, else --num_epochs of one window per piece."""
+    batches_per_epoch = train_pieces // args.batch_size // processes
+    if batches_per_epoch == 0:
+        raise SystemExit(f"the train split has {train_pieces} pieces: fewer than one batch per process")
+    return args.max_steps or args.num_epochs * max(1, batches_per_epoch // args.gradient_accumulation_steps)
+
+
+@dataclass
+class TrainingRun:
+    """What the loop reads and changes, so that each part of it is a short function of one run."""
+
+    args: argparse.Namespace
+    accelerator: Accelerator
+    model: torch.nn.Module
+    tokenizer: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    sampler: WindowSampler
+    val_loader: DataLoader
+    training_data: list[Corpus]
+    train_size: SplitSize
+    validation_size: SplitSize
+    command: str
+    state: dict  # the counters saved with every checkpoint (trainer_state.json)
+    max_steps: int
+    eval_steps: int
+    started: float = field(default_factory=time.perf_counter)  # this (re)start
+    seconds_before: float = 0.0  # wall time of the earlier (re)starts
+    calibration_started: float = 0.0
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.args.output_dir)
+
+    @property
+    def wall_seconds(self) -> float:
+        """Over all (re)starts, evaluations included: what the card reports."""
+        return round(self.seconds_before + time.perf_counter() - self.started, 1)
+
+
+def run_record(run: TrainingRun, tokens_per_second: float | None = None) -> RunRecord:
+    """The typed record of the run so far, for the exported model's card and the run folder."""
+    args, state = run.args, run.state
+    model = run.accelerator.unwrap_model(run.model)
+    config = model.config
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    processes = run.accelerator.num_processes
+    training = Training(
+        command=run.command, args=vars(args), completed_steps=state["completed_steps"], max_steps=run.max_steps,
+        tokens_per_step=args.batch_size * args.gradient_accumulation_steps * processes * args.block_size,
+        processes=processes, device=device,
+        versions={"hf_music": hf_music.__version__, "torch": torch.__version__},
+        wall_seconds=float(state.get("train_seconds", 0.0)), tokens_per_second=tokens_per_second,
+        best_validation_nats_per_token=state["best_val_loss"],
+        history=[ValidationPoint(h["step"], h["val_loss"], h["val_tokens"]) for h in state["history"]],
+    )  # fmt: skip
+    shape = ModelShape(
+        parameters=sum(p.numel() for p in model.parameters()), n_layer=config.n_layer, n_embd=config.n_embd,
+        n_head=config.n_head, context=config.n_positions, vocab_size=config.vocab_size,
+    )  # fmt: skip
+    return RunRecord(
+        model=shape, training_data=run.training_data, base_model=args.init_from, train=run.train_size,
+        validation=run.validation_size, training=training, evaluations=[],
+    )  # fmt: skip
+
+
+def run_evaluation(run: TrainingRun) -> None:
+    """Validation loss now; a new best is exported to OUTPUT_DIR/best with its run record."""
+    state = run.state
+    metrics = evaluate(run.model, run.val_loader, run.accelerator, run.args.max_eval_batches)
+    metrics["step"] = state["completed_steps"]
+    state["train_seconds"] = run.wall_seconds
+    state["history"].append(metrics)
+    run.accelerator.log(metrics, step=state["completed_steps"])
+    run.accelerator.print(
+        f"step {state['completed_steps']}: validation loss {metrics['val_loss']:.4f} nats/token, "
+        f"perplexity {metrics['val_perplexity']:.2f}"
+    )
+    if state["best_val_loss"] is None or metrics["val_loss"] < state["best_val_loss"]:
+        state["best_val_loss"] = metrics["val_loss"]
+        export_model(run.accelerator, run.model, run.tokenizer, run.output_dir / "best", run_record(run))
+
+
+class Meter:
+    """Loss and token counts, kept on the device between log steps: reading them every step would
+    make the CPU wait for the GPU, and a small model's step is mostly kernel launches."""
+
+    def __init__(self, device):
+        self.zero = torch.zeros((), device=device, dtype=torch.float64)
+        self.train_tokens = self.zero.clone()  # over the whole loop
+        self.loop_started, self.paused_seconds = time.perf_counter(), 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.tokens, self.loss, self.micro_steps = self.zero.clone(), self.zero.clone(), 0
+        self.since = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, tokens: torch.Tensor) -> None:
+        self.tokens += tokens
+        self.train_tokens += tokens
+        self.loss += loss.detach()
+        self.micro_steps += 1
+
+    def logs(self) -> dict:
+        """Mean training loss and tokens/s since the last call (which resets them)."""
+        logs = {
+            "train_loss": self.loss.item() / self.micro_steps,
+            "tokens_per_second": self.tokens.item() / (time.perf_counter() - self.since),
+        }
+        self.reset()
+        return logs
+
+    def tokens_per_second(self) -> float:
+        """Over the whole loop, evaluations and checkpoints left out."""
+        seconds = time.perf_counter() - self.loop_started - self.paused_seconds
+        return self.train_tokens.item() / max(seconds, 1e-9)
+
+
+def calibrate(run: TrainingRun, step: int, meter: Meter, progress) -> None:
+    """--max_minutes: time steps 10-40 and one evaluation, then fix the run's length to fit."""
+    meter.train_tokens.item()  # waits for the GPU: the steps timed are finished ones
+    if step == CALIBRATION_STEPS[0]:
+        run.calibration_started = time.perf_counter()
+        return
+    seconds_per_step = (time.perf_counter() - run.calibration_started) / (step - CALIBRATION_STEPS[0])
+    seconds_per_evaluation = time_evaluation(
+        run.model, run.val_loader, run.accelerator, run.args.max_eval_batches
+    )
+    elapsed = time.perf_counter() - run.started
+    run.max_steps = steps_for_budget(run.args, seconds_per_step, elapsed, seconds_per_evaluation)
+    run.eval_steps = (
+        evaluation_interval(run.args, run.max_steps) if run.args.num_evaluations else run.eval_steps
+    )
+    run.state.update(max_steps=run.max_steps, eval_steps=run.eval_steps)
+    stretch_schedule(run.scheduler, run.optimizer, run.args, run.max_steps)
+    progress.total = run.max_steps
+    run.accelerator.print(
+        f"\n{seconds_per_step * 1000:.1f} ms/step: {run.max_steps} steps fit {run.args.max_minutes} min"
+    )
+
+
+def log_step(run: TrainingRun, step: int, meter: Meter, progress) -> None:
+    logs = {**meter.logs(), "learning_rate": run.scheduler.get_last_lr()[0]}
+    peak = peak_flops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
+    if peak:
+        flops = training_flops_per_token(run.accelerator.unwrap_model(run.model).config, run.args.block_size)
+        logs["mfu"] = flops * logs["tokens_per_second"] / (peak * run.accelerator.num_processes)
+    run.accelerator.log(logs, step=step)
+    progress.set_postfix(loss=f"{logs['train_loss']:.3f}", tok_s=f"{logs['tokens_per_second']:.0f}")
+
+
+def train_step(run: TrainingRun, batch: dict) -> torch.Tensor:
+    """One forward/backward (an optimizer step when the accumulation is complete); the loss."""
+    with run.accelerator.accumulate(run.model):
+        # Right padding only, in a causal model: no attention mask needed (flash SDPA).
+        # use_cache=False: no KV cache to build, and no per-layer cache state for torch.compile
+        # to guard on (with one, every block recompiled and the 9th ran uncompiled).
+        loss = run.model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss
+        run.accelerator.backward(loss)
+        if run.accelerator.sync_gradients:
+            run.accelerator.clip_grad_norm_(run.model.parameters(), run.args.max_grad_norm)
+        run.optimizer.step()
+        run.optimizer.zero_grad()
+    return loss
+
+
+def train_loop(run: TrainingRun) -> Meter:
+    """Epochs of fresh windows until max_steps: step, log, evaluate, checkpoint."""
+    args, state, accelerator = run.args, run.state, run.accelerator
+    meter = Meter(accelerator.device)
+    progress = tqdm(total=run.max_steps, initial=state["completed_steps"], desc="training",
+                    disable=not accelerator.is_local_main_process)  # fmt: skip
+    if state["completed_steps"] == 0:
+        run_evaluation(run)  # the starting point of the curve
+    while state["completed_steps"] < run.max_steps:
+        loader = accelerator.prepare(train_loader(run.sampler, args, state["epoch"]))
+        if state["batches_in_epoch"]:
+            loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
+        for batch in loader:
+            loss = train_step(run, batch)
+            state["batches_in_epoch"] += 1
+            meter.add(loss, (batch["labels"] != -100).sum() * accelerator.num_processes)
+            if not accelerator.sync_gradients:
+                continue
+            run.scheduler.step()
+            state["completed_steps"] += 1
+            progress.update(1)
+            step = state["completed_steps"]
+            if args.max_minutes and "max_steps" not in state and step in CALIBRATION_STEPS:
+                calibrate(run, step, meter, progress)
+            if step % args.log_steps == 0 or step == run.max_steps:
+                log_step(run, step, meter, progress)
+            pause = time.perf_counter()
+            if step % run.eval_steps == 0 or step == run.max_steps:
+                run_evaluation(run)
+            if step % args.checkpointing_steps == 0 or step == run.max_steps:
+                save_checkpoint(accelerator, run.output_dir, state, args.checkpoints_total_limit)
+            meter.paused_seconds += time.perf_counter() - pause
+            if step >= run.max_steps:
+                break
+        else:  # the epoch ran out: draw new windows
+            state["epoch"] += 1
+            state["batches_in_epoch"] = 0
+    progress.close()
+    return meter
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = make_accelerator(args)
+
+    # ---- model and data
     model, tokenizer = build_model(args)
-    num_params = sum(p.numel() for p in model.parameters())
-
-    # ---- data
     with accelerator.main_process_first():  # the first process fills the datasets cache
         train, validation, corpus = load_data(args, tokenizer)
-    augmentation = Augmentation() if args.augment else None
-    sampler = WindowSampler(train, args.block_size, tokenizer, augmentation, seed=args.seed)
-    # Facts for the model card, exported with every best model (see hf_music/hub.py).
-    run_info = {
-        "command": shlex.join(["python", "scripts/train.py", *(sys.argv[1:] if argv is None else argv)]),
-        "num_parameters": num_params,
-        "training_data": training_data(args, corpus),
-        "train_pieces": len(train),
-        "train_tokens": sum(len(ids) for ids in train),
-        "validation_pieces": len(validation),
-        "num_processes": accelerator.num_processes,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "versions": {"hf_music": hf_music.__version__, "torch": torch.__version__},
-    }
-    val_blocks, _ = evaluation_blocks(validation, args.block_size)
-    if len(val_blocks) == 0:
-        raise SystemExit(f"validation split is shorter than one block of {args.block_size} tokens")
-    val_loader = DataLoader(TensorDataset(torch.from_numpy(val_blocks)), batch_size=args.batch_size)
-    batches_per_epoch = len(train) // args.batch_size // accelerator.num_processes
-    updates_per_epoch = max(1, batches_per_epoch // args.gradient_accumulation_steps)
-    if batches_per_epoch == 0:
-        raise SystemExit(f"the train split has {len(train)} pieces: fewer than one batch per process")
-    max_steps = args.max_steps or args.num_epochs * updates_per_epoch
-    eval_steps = max(1, max_steps // args.num_evaluations) if args.num_evaluations else args.eval_steps
+    sampler = WindowSampler(
+        train, args.block_size, tokenizer, Augmentation() if args.augment else None, args.seed
+    )
+    val_loader = validation_loader(validation, args)
+    max_steps = plan_steps(args, len(train), accelerator.num_processes)
 
-    # ---- optimizer and schedule
+    # ---- optimizer, schedule, devices
     optimizer, scheduler = build_optimizer(model, args, max_steps)
     if args.compile:
         # Regional compilation: the blocks share one compiled graph, so compiling takes the time
@@ -424,155 +646,36 @@ def main(argv=None):
     accelerator.register_for_checkpointing(scheduler)
 
     # ---- resume
-    state = resume_state(args, accelerator, output_dir)
+    state = resume_state(args, accelerator, Path(args.output_dir))
+    eval_steps = evaluation_interval(args, max_steps)
     if state.get("max_steps"):  # a resumed run whose length --max_minutes fixed
         max_steps, eval_steps = state["max_steps"], state["eval_steps"]
         stretch_schedule(scheduler, optimizer, args, max_steps)
-
-    if report_to:
+    run = TrainingRun(
+        args, accelerator, model, tokenizer, optimizer, scheduler, sampler, val_loader,
+        training_data=training_data(args, corpus),
+        train_size=SplitSize(len(train), sum(len(ids) for ids in train)),
+        validation_size=SplitSize(len(validation), sum(len(ids) for ids in validation)),
+        command=shlex.join(["python", "scripts/train.py", *(sys.argv[1:] if argv is None else argv)]),
+        state=state, max_steps=max_steps, eval_steps=eval_steps, seconds_before=state.get("train_seconds", 0.0),
+    )  # fmt: skip
+    if args.report_to != "none":
         accelerator.init_trackers("hf_music", config={k: v for k, v in vars(args).items() if v is not None})
     accelerator.print(
-        f"{num_params / 1e6:.2f}M parameters, {len(train)} train pieces, {len(val_blocks)} validation blocks of "
-        f"{args.block_size}, {accelerator.num_processes} process(es) on {accelerator.device}, {max_steps} steps"
+        f"{run_record(run).model.parameters / 1e6:.2f}M parameters, {len(train)} train pieces, "
+        f"{len(val_loader.dataset)} validation blocks of {args.block_size}, {accelerator.num_processes} "
+        f"process(es) on {accelerator.device}, {max_steps} steps"
     )
-    peak = peak_flops(torch.cuda.get_device_name()) if torch.cuda.is_available() else None
 
-    def run_evaluation():
-        metrics = evaluate(model, val_loader, accelerator, args.max_eval_batches)
-        metrics["step"] = state["completed_steps"]
-        # Wall time over all (re)starts, evaluations included: what the card reports.
-        state["train_seconds"] = round(seconds_before + time.perf_counter() - run_started, 1)
-        state["history"].append(metrics)
-        accelerator.log(metrics, step=state["completed_steps"])
-        accelerator.print(
-            f"step {state['completed_steps']}: validation loss {metrics['val_loss']:.4f} nats/token, "
-            f"perplexity {metrics['val_perplexity']:.2f}"
-        )
-        if state["best_val_loss"] is None or metrics["val_loss"] < state["best_val_loss"]:
-            state["best_val_loss"] = metrics["val_loss"]
-            export_model(
-                accelerator, model, tokenizer, output_dir / "best", {"args": vars(args), **run_info, **state}
-            )
-
-    # ---- train
-    run_started, seconds_before = time.perf_counter(), state.get("train_seconds", 0.0)
-    model.train()
-    progress = tqdm(
-        total=max_steps,
-        initial=state["completed_steps"],
-        desc="training",
-        disable=not accelerator.is_local_main_process,
-    )
-    if state["completed_steps"] == 0:
-        run_evaluation()  # the starting point of the curve
-    # Loss and token counts stay on the device between log steps: reading them every step
-    # would make the CPU wait for the GPU, and a small model's step is mostly kernel launches.
-    zero = torch.zeros((), device=accelerator.device, dtype=torch.float64)
-    started, tokens_since_log, loss_since_log, micro_since_log = (
-        time.perf_counter(),
-        zero.clone(),
-        zero.clone(),
-        0,
-    )
-    loop_started, paused_seconds, train_tokens = time.perf_counter(), 0.0, zero.clone()  # without eval/saves
-    while state["completed_steps"] < max_steps:
-        loader = accelerator.prepare(train_loader(sampler, args, state["epoch"]))
-        if state["batches_in_epoch"]:
-            loader = accelerator.skip_first_batches(loader, state["batches_in_epoch"])
-        for batch in loader:
-            with accelerator.accumulate(model):
-                # Right padding only, in a causal model: no attention mask needed (flash SDPA).
-                # use_cache=False: no KV cache to build, and no per-layer cache state for torch.compile
-                # to guard on (with one, every block recompiled and the 9th ran uncompiled).
-                loss = model(input_ids=batch["input_ids"], labels=batch["labels"], use_cache=False).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            state["batches_in_epoch"] += 1
-            batch_tokens = (batch["labels"] != -100).sum() * accelerator.num_processes
-            tokens_since_log += batch_tokens
-            train_tokens += batch_tokens
-            loss_since_log += loss.detach()
-            micro_since_log += 1
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            state["completed_steps"] += 1
-            progress.update(1)
-            step = state["completed_steps"]
-            if args.max_minutes and "max_steps" not in state and step in CALIBRATION_STEPS:
-                train_tokens.item()  # waits for the GPU: the steps timed are finished ones
-                if step == CALIBRATION_STEPS[0]:
-                    calibration_started = time.perf_counter()
-                else:
-                    seconds_per_step = (time.perf_counter() - calibration_started) / (
-                        step - CALIBRATION_STEPS[0]
-                    )
-                    seconds_per_evaluation = time_evaluation(
-                        model, val_loader, accelerator, args.max_eval_batches
-                    )
-                    elapsed = time.perf_counter() - run_started
-                    max_steps = steps_for_budget(args, seconds_per_step, elapsed, seconds_per_evaluation)
-                    eval_steps = (
-                        max(1, max_steps // args.num_evaluations) if args.num_evaluations else eval_steps
-                    )
-                    state.update(max_steps=max_steps, eval_steps=eval_steps)
-                    stretch_schedule(scheduler, optimizer, args, max_steps)
-                    progress.total = max_steps
-                    accelerator.print(
-                        f"\n{seconds_per_step * 1000:.1f} ms/step: {max_steps} steps fit {args.max_minutes} min"
-                    )
-            if step % args.log_steps == 0 or step == max_steps:
-                logs = {
-                    "train_loss": loss_since_log.item() / micro_since_log,
-                    "learning_rate": scheduler.get_last_lr()[0],
-                    "tokens_per_second": tokens_since_log.item() / (time.perf_counter() - started),
-                }
-                if peak:
-                    flops = training_flops_per_token(accelerator.unwrap_model(model).config, args.block_size)
-                    logs["mfu"] = flops * logs["tokens_per_second"] / (peak * accelerator.num_processes)
-                accelerator.log(logs, step=step)
-                progress.set_postfix(
-                    loss=f"{logs['train_loss']:.3f}", tok_s=f"{logs['tokens_per_second']:.0f}"
-                )
-                started, tokens_since_log, loss_since_log, micro_since_log = (
-                    time.perf_counter(),
-                    zero.clone(),
-                    zero.clone(),
-                    0,
-                )
-            pause = time.perf_counter()
-            if step % eval_steps == 0 or step == max_steps:
-                run_evaluation()
-            if step % args.checkpointing_steps == 0 or step == max_steps:
-                save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit)
-            paused_seconds += time.perf_counter() - pause
-            if step >= max_steps:
-                break
-        else:  # the epoch ran out: draw new windows
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
-    progress.close()
-
+    # ---- train, then the record of the whole run
+    meter = train_loop(run)
     if accelerator.is_main_process:
-        summary = {
-            "args": vars(args),
-            "num_parameters": num_params,
-            "num_processes": accelerator.num_processes,
-            "best_val_loss": state["best_val_loss"],
-            "best_val_perplexity": math.exp(state["best_val_loss"]),
-            "train_tokens_per_second": train_tokens.item()
-            / max(time.perf_counter() - loop_started - paused_seconds, 1e-9),
-            "history": state["history"],
-        }
-        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        run_record(run, meter.tokens_per_second()).save(run.output_dir)
         accelerator.print(
-            f"best validation loss {state['best_val_loss']:.4f} nats/token; model in {output_dir / 'best'}"
+            f"best validation loss {state['best_val_loss']:.4f} nats/token; model in {run.output_dir / 'best'}"
         )
         if args.push_to_hub:  # the same code as scripts/push_to_hub.py
-            commit = push_to_hub(output_dir / "best", args.hub_model_id, private=args.hub_private)
+            commit = push_to_hub(run.output_dir / "best", args.hub_model_id, private=args.hub_private)
             accelerator.print(f"pushed to {commit.commit_url}")
     accelerator.end_training()
     return state

@@ -6,7 +6,7 @@
 
 Both loops do forward, backward, gradient clipping, AdamW and the LR schedule; the bare loop has
 no Accelerate, no data pipeline and no logging. train.py's figure excludes evaluation and
-checkpoint time (it reports train_tokens_per_second in metrics.json). --sweep times only the
+checkpoint time (it reports its training throughput in the run record). --sweep times only the
 bare loop, as train.py sets it up on a GPU (bf16 autocast, regional torch.compile, fused AdamW,
 no attention mask so SDPA picks its flash kernel), for each PRESET:BATCH, and prints tokens/s
 and MFU: training FLOPs (hf_music.flops) over the GPU's dense bf16 peak.
@@ -29,6 +29,7 @@ from transformers import get_scheduler
 
 from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
 from hf_music.flops import peak_flops, training_flops_per_token
+from hf_music.run_record import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HF_MUSIC_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -126,7 +127,7 @@ def script_loop(args) -> float:
             "--mixed_precision", args.mixed_precision, *(["--compile"] if args.compile else []),
         ]  # fmt: skip
         subprocess.run(cmd, check=True, capture_output=True)
-        return json.loads(Path(f"{tmp}/run/metrics.json").read_text())["train_tokens_per_second"]
+        return RunRecord.load(f"{tmp}/run").training.tokens_per_second
 
 
 def main():

@@ -5,20 +5,20 @@
         --evaluation runs/gpu_out/evaluation.json
 
 Writes weights, config, tokenizer, generation config, the model's code files (so the folder
-loads with plain transformers and trust_remote_code=True, like any checkpoint), training
-metrics, evaluation and the model card (CC BY-NC-SA 4.0: trained on MAESTRO). Refuses weights
-over --max_mib.
+loads with plain transformers and trust_remote_code=True, like any checkpoint), the run
+record with the evaluations added, and the model card rendered from it (CC BY-NC-SA 4.0:
+trained on MAESTRO). Refuses weights over --max_mib.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from hf_music.hub import HubError, assemble_repo
 from hf_music.resources import DEFAULT_MODEL_DIR
+from hf_music.run_record import RunRecordError, load_evaluations
 
 
 def main(argv=None) -> int:
@@ -26,7 +26,7 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--evaluation", default=None, help="JSON of scripts/evaluate.py")
+    parser.add_argument("--evaluation", default=None, help="JSON of scripts/evaluate.py --json")
     parser.add_argument("--max_mib", type=float, default=16.0, help="largest weights file accepted")
     parser.add_argument("--title", default="hf_music's embedded Music Transformer")
     args = parser.parse_args(argv)
@@ -37,13 +37,13 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
     try:
+        evaluations = load_evaluations(args.evaluation) if args.evaluation else []
         folder = assemble_repo(
-            args.checkpoint, DEFAULT_MODEL_DIR, "hf_music/default_model", evaluation=evaluation,
+            args.checkpoint, DEFAULT_MODEL_DIR, "hf_music/default_model", evaluations=evaluations,
             embedded=True, title=args.title,
         )  # fmt: skip
-    except HubError as error:
+    except (HubError, RunRecordError, OSError) as error:
         print(f"embed_default_model: {error}", file=sys.stderr)
         return 2
     size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6

@@ -51,8 +51,8 @@ timeout "$(python -c "print(int($MINUTES * 60 + 120))")" accelerate launch --con
 
 stage "3. evaluation of the best checkpoint"
 timeout 120 python scripts/evaluate.py --model "$RUN/best" --tokens_file "$PACK" --split validation test \
-    --batch_size 16 --json "$OUT/evaluation.json" || echo "evaluation failed or timed out"
+    --batch_size 16 --json "$OUT/evaluation.json" --save_to_record || echo "evaluation failed or timed out"
 
 stage "4. collecting"
-cp "$RUN/metrics.json" "$OUT/metrics.json" 2>/dev/null
+cp "$RUN/run_record.json" "$OUT/run_record.json" 2>/dev/null
 tar czf "$OUT/best.tgz" -C "$RUN" best && ls -la "$OUT"

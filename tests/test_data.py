@@ -13,14 +13,11 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import BAD_MIDI, MAESTRO_METADATA, MAESTRO_MINI, POP909
-from datasets import Dataset, DatasetDict, IterableDatasetDict
+from datasets import DatasetDict, IterableDatasetDict
 from datasets.distributed import split_dataset_by_node
 
 from hf_music import data
 from hf_music.data import (
-    Augmentation,
-    augment_ids,
-    group_into_blocks,
     load_maestro,
     load_midi_folder,
     read_maestro_metadata,
@@ -264,83 +261,14 @@ def test_tokenize_report_counts_notes_and_hours(maestro, tokenizer, capsys):
     assert "train: tokenized 35 files" in capsys.readouterr().out
 
 
-# ---------------------------------------------------------------- blocks and augmentation
-def test_concat_blocks_are_contiguous_with_piece_boundaries(maestro_tokens):
-    split = maestro_tokens["validation"]
-    blocks = group_into_blocks(split, 256)
-    flat = np.concatenate([np.asarray(ids) for ids in split["input_ids"]])
-    assert len(blocks) == len(flat) // 256
-    stacked = np.asarray(blocks["input_ids"])
-    assert stacked.shape == (len(blocks), 256)
-    np.testing.assert_array_equal(stacked.ravel(), flat[: stacked.size])
-    assert np.all(np.asarray(blocks["attention_mask"]) == 1)
-    assert np.count_nonzero(stacked == 1) >= 7  # a <bos> starts each of the 8 pieces
-
-
-def test_random_crop_one_window_per_piece_deterministic_per_epoch(maestro_tokens, tokenizer):
-    train = maestro_tokens["train"]
-    epoch0 = group_into_blocks(train, 512, mode="random_crop", tokenizer=tokenizer, seed=0, epoch=0)
-    again = group_into_blocks(train, 512, mode="random_crop", tokenizer=tokenizer, seed=0, epoch=0)
-    epoch1 = group_into_blocks(train, 512, mode="random_crop", tokenizer=tokenizer, seed=0, epoch=1)
-    assert len(epoch0) == len(train) == 35
-    assert epoch0["input_ids"] == again["input_ids"]
-    assert epoch0["input_ids"] != epoch1["input_ids"]
-    for window, piece in zip(epoch0["input_ids"][:5], train["input_ids"][:5], strict=True):
-        assert len(window) == 512
-        piece = np.asarray(piece)
-        starts = np.flatnonzero(piece[: len(piece) - 511] == window[0])
-        assert any(np.array_equal(piece[s : s + 512], window) for s in starts)  # a real window
-    with pytest.raises(ValueError, match="tokenizer"):
-        group_into_blocks(train, 512, mode="random_crop")
-
-
-def test_short_pieces_are_padded_and_masked(tokenizer):
-    ds = Dataset.from_dict({"input_ids": [[1, 63, 259, 191, 2]]})
-    block = group_into_blocks(ds, 8, mode="random_crop", tokenizer=tokenizer)[0]
-    assert block["input_ids"] == [1, 63, 259, 191, 2, 0, 0, 0]
-    assert block["attention_mask"] == [1, 1, 1, 1, 1, 0, 0, 0]
-
-
-def test_augmentation_ranges_and_determinism(maestro_tokens, tokenizer):
-    ids = np.asarray(maestro_tokens["train"][0]["input_ids"])
-    original = tokenizer.ids_to_notes(ids)
-    aug = Augmentation()
-    seen_shifts, seen_stretch = set(), set()
-    for seed in range(40):
-        out = augment_ids(ids, tokenizer, aug, np.random.default_rng(seed))
-        assert np.array_equal(out, augment_ids(ids, tokenizer, aug, np.random.default_rng(seed)))
-        notes = tokenizer.ids_to_notes(out)
-        shift = int(np.median(notes.pitch)) - int(np.median(original.pitch))
-        assert -3 <= shift <= 3
-        assert len(notes) == len(original)  # nothing is pushed out of 0..127 by 3 semitones here
-        seen_shifts.add(shift)
-        stretch = notes.offset.max() / original.offset.max()
-        nearest = min(aug.stretches, key=lambda s: abs(s - stretch))
-        assert abs(stretch - nearest) < 0.001
-        seen_stretch.add(nearest)
-    assert seen_shifts == set(range(-3, 4)) and seen_stretch == set(aug.stretches)
-
-
-def test_transposition_drops_notes_pushed_out_of_range(tokenizer):
-    ids = tokenizer.convert_tokens_to_ids(
-        ["<bos>", "NOTE_ON_126", "NOTE_ON_60", "TIME_SHIFT_10", "NOTE_OFF_126", "NOTE_OFF_60", "<eos>"]
-    )
-    notes = Augmentation(transpose=3, stretches=(1.0,)).apply(
-        tokenizer.ids_to_notes(ids), np.random.default_rng(1)
-    )
-    shift = int(notes.pitch.min()) - 60
-    assert notes.pitch.tolist() == ([60 + shift, 126 + shift] if 126 + shift <= 127 else [60 + shift])
-
-
 # ---------------------------------------------------------------- streaming
 def test_streaming_equals_in_memory_and_shards_by_node(tokenizer):
     in_memory = tokenize_dataset(load_midi_folder(POP909, validation_fraction=0.2), tokenizer)
     streamed = tokenize_dataset(load_midi_folder(POP909, validation_fraction=0.2, streaming=True), tokenizer)
     assert isinstance(streamed, IterableDatasetDict)
-    memory_blocks = np.asarray(group_into_blocks(in_memory["train"], 256)["input_ids"])
-    stream_blocks = np.asarray([row["input_ids"] for row in group_into_blocks(streamed["train"], 256)])
-    assert memory_blocks.shape[0] > 100
-    np.testing.assert_array_equal(stream_blocks, memory_blocks)
+    streamed_ids = [row["input_ids"] for row in streamed["train"]]
+    assert len(streamed_ids) == len(in_memory["train"]) > 20
+    assert streamed_ids == in_memory["train"]["input_ids"]  # the same pieces, in the same order
     assert streamed["train"].num_shards == len(in_memory["train"])
     parts = [
         [row["midi_filename"] for row in split_dataset_by_node(streamed["train"], rank=rank, world_size=2)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from hf_music.evaluation import (
     overlap_and_kl,
     score_blocks,
 )
+from hf_music.run_record import load_evaluations
 
 
 def test_ngram_probabilities_on_a_toy_corpus():
@@ -92,31 +92,22 @@ def test_evaluate_script_prints_and_writes_the_table(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert (
-        report["corpus"] == "maestro-mini (MAESTRO v3.0.0 layout)"
-        and report["block_size"] == 256
-        and report["stride"] == 256
-    )
-    validation = report["splits"]["validation"]
-    assert validation["pieces"] == 8
-    names = [row["name"] for row in validation["language_model"]]
-    assert names == ["model", "bigram", "unigram"]
+    (validation,) = load_evaluations(out)
+    assert (validation.corpus, validation.split, validation.context, validation.stride) == (
+        "maestro-mini (MAESTRO v3.0.0 layout)", "validation", 256, 256
+    )  # fmt: skip
+    assert validation.pieces == 8
+    assert [row.name for row in validation.rows] == ["model", "bigram", "unigram"]
     # An untrained model is near chance (ln 391 = 5.97) and loses to the bigram fitted on the train split.
-    rows = {row["name"]: row for row in validation["language_model"]}
-    nll = {name: row["nll"] for name, row in rows.items()}
+    nll = {row.name: row.nats_per_token for row in validation.rows}
     assert abs(nll["model"] - math.log(391)) < 0.3 and nll["bigram"] < nll["unigram"] < nll["model"]
-    for row in rows.values():
-        assert math.isclose(row["bits_per_token"], row["nll"] / math.log(2))
+    for row in validation.rows:
+        assert math.isclose(row.bits_per_token, row.nats_per_token / math.log(2))
         # Per second and per note are the same total over other units: their ratio is notes per second.
-        assert row["nats_per_second"] / row["nats_per_note"] == pytest.approx(
-            rows["model"]["nats_per_second"] / rows["model"]["nats_per_note"]
+        assert row.nats_per_second / row.nats_per_note == pytest.approx(
+            validation.model.nats_per_second / validation.model.nats_per_note
         )
-    assert {row["feature"] for row in report["samples"]["features"]} >= {
-        "pitch_class",
-        "polyphony",
-        "velocity",
-    }
+    assert {row.feature for row in validation.samples.features} >= {"pitch_class", "polyphony", "velocity"}
     assert "bigram" in result.stdout and "pitch_class" in result.stdout
 
 
@@ -198,7 +189,7 @@ def test_evaluate_script_on_a_few_files_of_the_official_zip(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(out.read_text())
-    assert report["corpus"] == "MAESTRO v3.0.0" and report["stride"] == 64
-    assert {split: r["pieces"] for split, r in report["splits"].items()} == {"validation": 1, "test": 1}
+    evaluations = load_evaluations(out)
+    assert {(e.corpus, e.stride, e.context) for e in evaluations} == {("MAESTRO v3.0.0", 64, 128)}
+    assert {e.split: e.pieces for e in evaluations} == {"validation": 1, "test": 1}
     assert "MAESTRO v3.0.0 test: 1 pieces" in result.stdout

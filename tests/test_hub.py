@@ -7,6 +7,7 @@ since huggingface_hub reads it at import time).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from huggingface_hub import ModelCard
 
 from hf_music.hub import HubError, assemble_repo, card_license, check_repo_id, render_model_card
 from hf_music.resources import DEFAULT_MODEL_DIR
+from hf_music.run_record import Corpus, RunRecord
 
 CARD_TAGS = {"music", "midi", "symbolic-music", "music-generation", "music-transformer"}
 
@@ -34,8 +36,8 @@ def run_script(script: str, *args: str, env: dict | None = None) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def run_metrics() -> dict:
-    return json.loads((DEFAULT_MODEL_DIR / "training_metrics.json").read_text())
+def run_record() -> RunRecord:
+    return RunRecord.load(DEFAULT_MODEL_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +52,30 @@ def dry_run_folder(tmp_path_factory) -> Path:
     return out
 
 
-def test_card_metadata_and_model_index_equal_the_run_metrics(dry_run_folder, run_metrics):
+def test_card_metadata_and_model_index_equal_the_run_record(dry_run_folder, run_record):
     card = ModelCard.load(dry_run_folder / "README.md")
     data = card.data
     assert data.license == "cc-by-nc-sa-4.0"  # trained on MAESTRO
     assert data.library_name == "transformers" and data.pipeline_tag == "text-generation"
     assert set(data.tags) >= CARD_TAGS
     assert data.datasets is None  # no Hub dataset holds MAESTRO: the data is named in prose and model-index
-    results = {r.metric_type: r.metric_value for r in data.eval_results}
-    assert results["loss"] == round(run_metrics["best_val_loss"], 4)
-    assert results["perplexity"] == round(math.exp(run_metrics["best_val_loss"]), 2)
-    assert {r.dataset_split for r in data.eval_results} == {"validation"}
-    assert {r.dataset_name for r in data.eval_results} == {"MAESTRO v3.0.0 (validation split)"}
+    # One entry per measured split, named exactly, with the record's figures.
+    results = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
+    expected_results = {}
+    for evaluation in run_record.evaluations:
+        name = f"MAESTRO v3.0.0 ({evaluation.split} split)"
+        expected_results[(name, "loss")] = round(evaluation.model.nats_per_token, 4)
+        expected_results[(name, "perplexity")] = round(math.exp(evaluation.model.nats_per_token), 2)
+    assert results == expected_results and len(results) == 4
+    assert {r.dataset_split for r in data.eval_results} == {"validation", "test"}
+    training = run_record.training
     # The text carries the run's real arguments and figures, and the usage sections.
     for expected in (
-        f"{run_metrics['num_parameters']:,}",
-        f"| block_size | {run_metrics['args']['block_size']} |",
-        f"| steps done | {run_metrics['completed_steps']} |",
-        f"{run_metrics['best_val_loss']:.4f} nats/token",
+        f"{run_record.model.parameters:,}",
+        f"| block_size | {training.args['block_size']} |",
+        f"| steps done | {training.completed_steps} of {training.max_steps} ",
+        f"{training.best_validation_nats_per_token:.4f} nats/token",
+        f"| processes / device | 1 / {training.device} |",
         'from_pretrained("someone/music-transformer", trust_remote_code=True)',
         "## Limitations",
         "Music Transformer: Generating Music with Long-Term Structure",
@@ -81,7 +89,7 @@ def test_dry_run_folder_has_every_file_and_loads_without_hf_music(dry_run_folder
     names = {p.relative_to(dry_run_folder).as_posix() for p in dry_run_folder.rglob("*") if p.is_file()}
     assert {
         "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
-        "training_metrics.json", "configuration_music_transformer.py", "modeling_music_transformer.py",
+        "run_record.json", "configuration_music_transformer.py", "modeling_music_transformer.py",
         "tokenization_music_transformer.py", "samples/scarlatti_sonata_k525.mid",
     } <= names  # fmt: skip
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in names)  # safetensors only
@@ -150,18 +158,21 @@ def test_clear_errors_for_token_checkpoint_and_repo_id(tmp_path):
 
 
 def test_licence_follows_maestro_and_fine_tunes_name_their_base(tmp_path):
-    maestro = [{"corpus": "maestro", "name": "MAESTRO v3.0.0"}]
+    maestro = [Corpus("maestro", "MAESTRO v3.0.0", None, "cc-by-nc-sa-4.0")]
+    pop = Corpus("midi_folder", "pop909-sample", None, None)
     assert card_license(maestro) == "cc-by-nc-sa-4.0"
-    assert card_license([*maestro, {"corpus": "midi_folder", "name": "pop"}]) == "cc-by-nc-sa-4.0"
+    assert card_license([*maestro, pop]) == "cc-by-nc-sa-4.0"
     with pytest.raises(HubError, match=r"requires cc-by-nc-sa-4\.0"):
         card_license(maestro, "mit")
-    assert card_license([{"corpus": "midi_folder", "name": "pop"}], "mit") == "mit"
+    assert card_license([pop], "mit") == "mit"
+    assert card_license([pop]) == "unknown"  # nobody said: the card says so
+    assert card_license([Corpus("midi_folder", "mine", None, "cc-by-4.0")]) == "cc-by-4.0"
     # A fine-tune of a Hub model: base_model in the metadata, both corpora in the card.
     folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "fine_tuned")
-    metrics = json.loads((folder / "training_metrics.json").read_text())
-    metrics["args"]["init_from"] = "someone/music-transformer"
-    metrics["training_data"] = [*maestro, {"corpus": "midi_folder", "name": "pop909-sample"}]
-    (folder / "training_metrics.json").write_text(json.dumps(metrics))
+    record = RunRecord.load(folder)
+    dataclasses.replace(
+        record, base_model="someone/music-transformer", training_data=[*maestro, pop], evaluations=[]
+    ).save(folder)
     card = render_model_card(folder, "someone/pop-transformer")
     assert card.data.base_model == "someone/music-transformer"
     assert card.data.datasets is None and "- MAESTRO v3.0.0" in card.text and "- pop909-sample" in card.text

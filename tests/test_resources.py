@@ -25,6 +25,7 @@ from hf_music import (
 )
 from hf_music.hub import CODE_FILES
 from hf_music.resources import DEFAULT_MODEL_DIR
+from hf_music.run_record import RunRecord
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def default_model():
 def test_embedded_checkpoint_is_a_small_complete_checkpoint():
     names = {p.name for p in DEFAULT_MODEL_DIR.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "generation_config.json"} <= names
-    assert {"README.md", "training_metrics.json", "evaluation.json"} <= names
+    assert {"README.md", "run_record.json"} <= names
     assert set(CODE_FILES) <= names  # like any checkpoint: loadable with trust_remote_code
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]  # safetensors only
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 16 * 2**20
@@ -77,19 +78,24 @@ def test_seeded_sample_is_valid_midi_with_notes_over_the_requested_length(defaul
 
 def test_card_states_licence_command_and_the_measured_splits():
     card = ModelCard.load(DEFAULT_MODEL_DIR / "README.md")
-    metrics = json.loads((DEFAULT_MODEL_DIR / "training_metrics.json").read_text())
-    evaluation = json.loads((DEFAULT_MODEL_DIR / "evaluation.json").read_text())
-    assert card.data.license == "cc-by-nc-sa-4.0"
-    assert metrics["command"].startswith("python scripts/train.py") and metrics["command"] in card.text
-    assert metrics["device"] in card.text and metrics["training_data"][0]["name"] == "MAESTRO v3.0.0"
-    assert evaluation["corpus"] == "MAESTRO v3.0.0" and set(evaluation["splits"]) == {"validation", "test"}
-    assert evaluation["splits"]["test"]["pieces"] == 177  # the full official test split
-    for split, result in evaluation["splits"].items():
-        nll = {row["name"]: row["nll"] for row in result["language_model"]}
+    record = RunRecord.load(DEFAULT_MODEL_DIR)
+    assert card.data.license == "cc-by-nc-sa-4.0" and record.license == "cc-by-nc-sa-4.0"
+    command = record.training.command
+    assert command.startswith("python scripts/train.py") and command in card.text
+    assert record.training.device in card.text and record.training_data[0].name == "MAESTRO v3.0.0"
+    assert {(e.corpus, e.split) for e in record.evaluations} == {
+        ("MAESTRO v3.0.0", "validation"), ("MAESTRO v3.0.0", "test")
+    }  # fmt: skip
+    assert {e.split: e.pieces for e in record.evaluations} == {
+        "validation": 137,
+        "test": 177,
+    }  # the full splits
+    index = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    for evaluation in record.evaluations:
+        nll = {row.name: row.nats_per_token for row in evaluation.rows}
         assert nll["model"] < nll["bigram"] - 1.0 < nll["unigram"]  # a wide margin over the yardstick
         assert f"{nll['model']:.4f}" in card.text and f"{nll['bigram']:.4f}" in card.text
-        index = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
-        assert index[(f"MAESTRO v3.0.0 ({split} split)", "loss")] == round(nll["model"], 4)
+        assert index[(f"MAESTRO v3.0.0 ({evaluation.split} split)", "loss")] == round(nll["model"], 4)
 
 
 def test_python_m_hf_music_writes_midi_and_wav_offline(tmp_path):

@@ -20,6 +20,8 @@ from fake_hub import FakeHub
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
+from hf_music.run_record import Corpus, RunRecord
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "train.py"
 COMMON = ["--block_size", "256", "--report_to", "none", "--warmup_steps", "10", "--seed", "0"]
@@ -34,7 +36,7 @@ def train(output_dir, *args, launcher=(sys.executable,), timeout=600, env=None):
         cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=output_dir.parent
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return json.loads((output_dir / "metrics.json").read_text())
+    return RunRecord.load(output_dir)  # the record of the whole run
 
 
 @pytest.fixture(scope="module")
@@ -48,19 +50,23 @@ def trained(tmp_path_factory):
 
 
 def test_tiny_run_learns_on_maestro_mini(trained):
-    out, metrics = trained
-    curve = [h["val_loss"] for h in metrics["history"]]
-    assert [h["step"] for h in metrics["history"]] == [0, 50, 100, 150]
+    out, record = trained
+    curve = [point.nats_per_token for point in record.training.history]
+    assert [point.step for point in record.training.history] == [0, 50, 100, 150]
     assert abs(curve[0] - math.log(391)) < 0.3  # starts at chance
     assert curve[-1] < curve[0] - 1.2, curve  # and learns a lot in 150 steps (measured: 6.00 -> 4.32)
-    assert metrics["best_val_loss"] == min(curve)
-    assert metrics["best_val_perplexity"] == pytest.approx(math.exp(min(curve)))
+    assert record.training.best_validation_nats_per_token == min(curve)
+    assert record.training.best_validation_perplexity == pytest.approx(math.exp(min(curve)))
+    assert record.training.completed_steps == 150 and record.training.tokens_per_second > 0
+    assert record.training.tokens_per_step == 8 * 256 and record.model.context == 256
     best = out / "best"
     assert {"model.safetensors", "config.json", "tokenizer_config.json", "modeling_music_transformer.py"} <= {
         p.name for p in best.iterdir()
     }
-    exported = json.loads((best / "training_metrics.json").read_text())
-    assert exported["best_val_loss"] == metrics["best_val_loss"]
+    exported = RunRecord.load(best)  # the record as it stood when the best model was exported
+    assert exported.training.best_validation_nats_per_token == min(curve)
+    assert exported.training.tokens_per_second is None  # measured only once the run has ended
+    assert exported.model == record.model and exported.training_data == record.training_data
 
 
 def final_weights(out: Path, step: int) -> dict[str, torch.Tensor]:
@@ -83,7 +89,8 @@ def test_resume_gives_the_same_weights_and_loss(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
-    assert resumed["history"][-1]["val_loss"] == straight["history"][-1]["val_loss"]
+    assert resumed.training.history[-1] == straight.training.history[-1]
+    assert resumed.training.history == straight.training.history  # the curve carries over the restart
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
@@ -97,24 +104,26 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
         4,
         launcher=(torchrun, "--nproc_per_node", "2", "--master_port", "29533"),
     )
-    assert double["num_processes"] == 2 and single["num_processes"] == 1
-    first, last = single["history"][0]["val_loss"], single["history"][-1]["val_loss"]
+    assert double.training.processes == 2 and single.training.processes == 1
+    first, last = single.training.history[0].nats_per_token, single.training.history[-1].nats_per_token
     assert last < first - 0.1  # both trained, and by the same amount:
-    assert double["history"][-1]["val_loss"] == pytest.approx(last, rel=1e-4)
-    assert double["history"][-1]["val_tokens"] == single["history"][-1]["val_tokens"]
+    assert double.training.history[-1].nats_per_token == pytest.approx(last, rel=1e-4)
+    assert double.training.history[-1].tokens == single.training.history[-1].tokens
+    assert double.training.tokens_per_step == single.training.tokens_per_step == 8 * 256
 
 
 def test_fine_tuning_on_a_new_corpus(trained, tmp_path):
     base, _ = trained
     out = tmp_path / "pop909"
     with FakeHub() as hub:  # a local stand-in for the Hub: --push_to_hub at the end of the run
-        metrics = train(
+        record = train(
             out, "--init_from", base / "best", "--midi_dir", POP909, "--max_steps", 40, "--eval_steps", 20,
             "--push_to_hub", "--hub_model_id", "someone/pop-transformer",
             env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token", "HF_HOME": str(tmp_path / "hf_home")},
         )  # fmt: skip
-    curve = [h["val_loss"] for h in metrics["history"]]
+    curve = [point.nats_per_token for point in record.training.history]
     assert curve[-1] < curve[0] - 0.1, curve
+    assert record.base_model == str(base / "best")
     (commit,) = hub.commits
     assert commit["repo"] == "someone/pop-transformer"
     assert commit["files"]["model.safetensors"] == (out / "best" / "model.safetensors").read_bytes()
@@ -147,45 +156,41 @@ def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
 
     pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI).save(tmp_path / "mini.tokens.npz")
     out = tmp_path / "budget"
-    metrics = train(
+    train(
         out, "--tokens_file", pack, "--max_minutes", 0.4, "--warmup_steps", 40, "--num_evaluations", 2,
         "--batch_size", 4, "--max_eval_batches", 4, "--augment",
     )  # fmt: skip
-    record = json.loads((out / "best" / "training_metrics.json").read_text())
-    steps = record["max_steps"]
+    record = RunRecord.load(out)
+    steps = record.training.max_steps
     # The step count was fitted to the budget after the timed steps 10-40, then kept in the record.
-    assert steps > 40
+    assert steps > 40 and record.training.completed_steps == steps
     half = steps // 2  # --num_evaluations 2: every half of the fitted run, and at its end
-    assert [h["step"] for h in metrics["history"]] == sorted({0, half, 2 * half, steps})
-    assert record["training_data"] == [
-        {
-            "corpus": "maestro",
-            "name": "maestro-mini (MAESTRO v3.0.0 layout)",
-            "source": "maestro-mini",
-            "license": "cc-by-nc-sa-4.0",
-        }
-    ]
-    assert record["train_pieces"] == 35 and record["validation_pieces"] == 8
+    assert [point.step for point in record.training.history] == sorted({0, half, 2 * half, steps})
+    assert record.training_data == [
+        Corpus(kind="maestro", name="maestro-mini (MAESTRO v3.0.0 layout)", source="maestro-mini",
+               license="cc-by-nc-sa-4.0")
+    ]  # fmt: skip
+    assert (record.train.pieces, record.validation.pieces) == (35, 8)
+    assert RunRecord.load(out / "best").training.max_steps == steps
 
 
 def test_the_embedded_model_is_a_checkpoint_train_py_fine_tunes(tmp_path):
     from hf_music.resources import DEFAULT_MODEL_DIR
 
-    metrics = train(
+    record = train(
         tmp_path / "from_default", "--init_from", DEFAULT_MODEL_DIR, "--midi_dir", POP909, "--max_steps", 2,
         "--eval_steps", 2, "--batch_size", 2, "--max_eval_batches", 2,
     )  # fmt: skip
-    assert [h["step"] for h in metrics["history"]] == [0, 2]
-    record = json.loads((tmp_path / "from_default" / "best" / "training_metrics.json").read_text())
+    assert [point.step for point in record.training.history] == [0, 2]
     # The base model's data come first, so the MAESTRO licence carries over.
-    assert [corpus["name"] for corpus in record["training_data"]] == ["MAESTRO v3.0.0", "pop909-sample"]
+    assert [corpus.name for corpus in record.training_data] == ["MAESTRO v3.0.0", "pop909-sample"]
 
 
 def test_config_file_and_argument_errors(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"maestro_dir: {MAESTRO_MINI}\nmax_steps: 2\neval_steps: 2\nbatch_size: 4\n")
-    metrics = train(tmp_path / "from_yaml", "--config", config)
-    assert [h["step"] for h in metrics["history"]] == [0, 2]
+    record = train(tmp_path / "from_yaml", "--config", config)
+    assert [point.step for point in record.training.history] == [0, 2]
     bad = subprocess.run(
         [sys.executable, str(TRAIN), "--output_dir", str(tmp_path / "x")],
         capture_output=True,

@@ -92,3 +92,33 @@ def test_evaluation_blocks_score_every_token_once():
     assert [token for row in scored for token in row] == flat[1:24].tolist()  # each token once
     with pytest.raises(ValueError, match="stride"):
         evaluation_blocks(pieces, 8, stride=9)
+
+
+def test_augmentation_ranges_and_determinism(pieces, tokenizer):
+    original = tokenizer.ids_to_notes(pieces[0])
+    aug = Augmentation()
+    seen_shifts, seen_stretch = set(), set()
+    for seed in range(40):
+        notes = aug.apply(original, np.random.default_rng(seed))
+        again = aug.apply(original, np.random.default_rng(seed))
+        assert all(np.array_equal(a, b) for a, b in zip(notes, again, strict=True))
+        shift = int(np.median(notes.pitch)) - int(np.median(original.pitch))
+        assert -3 <= shift <= 3
+        assert len(notes) == len(original)  # nothing is pushed out of 0..127 by 3 semitones here
+        seen_shifts.add(shift)
+        stretch = notes.offset.max() / original.offset.max()
+        nearest = min(aug.stretches, key=lambda s: abs(s - stretch))
+        assert abs(stretch - nearest) < 0.001
+        seen_stretch.add(nearest)
+    assert seen_shifts == set(range(-3, 4)) and seen_stretch == set(aug.stretches)
+
+
+def test_transposition_drops_notes_pushed_out_of_range(tokenizer):
+    ids = tokenizer.convert_tokens_to_ids(
+        ["<bos>", "NOTE_ON_126", "NOTE_ON_60", "TIME_SHIFT_10", "NOTE_OFF_126", "NOTE_OFF_60", "<eos>"]
+    )
+    notes = Augmentation(transpose=3, stretches=(1.0,)).apply(
+        tokenizer.ids_to_notes(ids), np.random.default_rng(1)
+    )
+    shift = int(notes.pitch.min()) - 60
+    assert notes.pitch.tolist() == ([60 + shift, 126 + shift] if 126 + shift <= 127 else [60 + shift])
