@@ -300,7 +300,7 @@ CSS = """
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Music Transformer (hf_music)") as demo:
         gr.Markdown(
-            "## 🎹 Music Transformer\nSolo piano from a small GPT-2-style model trained on MAESTRO "
+            "## Music Transformer\nSolo piano from a small GPT-2-style model trained on MAESTRO "
             "performances. You hear and see the piece while it is written."
         )
         last_ids = gr.State(None)
