@@ -1,30 +1,36 @@
 """Hearing and seeing a piece: General MIDI soundfont rendering and a piano-roll image.
 
 Audio goes through FluidSynth (Debian's ``libfluidsynth3`` driven by ``pyfluidsynth``) and a GM
-soundfont such as Debian's ``timgm6mb-soundfont``: symusic 0.6's own ``Synthesizer.render``
-fails to return its array with numpy 2. Both are optional: `find_soundfont` and
-`render_audio` say clearly what is missing, and MIDI output never depends on them.
+soundfont: Debian's ``musescore-general-soundfont-small`` (MuseScore General Lite, whose piano is
+a sampled Steinway D; 39 MB) when installed, else ``timgm6mb-soundfont`` (6 MB) or another GM
+bank. symusic 0.6's own ``Synthesizer.render`` fails to return its array with numpy 2. Both are
+optional: `find_soundfont` and `render_audio` say clearly what is missing, and MIDI output never
+depends on them. `PianoRenderer` renders a piece while it is being written (the Space streams).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import wave
 from pathlib import Path
 
 import numpy as np
 
-# Looked for in this order when HF_MUSIC_SOUNDFONT is not set.
+from .tokenization_music_transformer import PerformanceNotes
+
+# Looked for in this order when HF_MUSIC_SOUNDFONT is not set: the best piano first.
 SOUNDFONT_CANDIDATES = (
-    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
     "/usr/share/sounds/sf2/default-GM.sf2",
     "/usr/share/soundfonts/default.sf2",
     "/opt/homebrew/share/soundfonts/default.sf2",
 )
 NO_SOUNDFONT = (
-    "no General MIDI soundfont found: install one (Debian/Ubuntu: apt install timgm6mb-soundfont) "
-    "or set HF_MUSIC_SOUNDFONT to a .sf2 file"
+    "no General MIDI soundfont found: install one (Debian/Ubuntu: apt install "
+    "musescore-general-soundfont-small, or timgm6mb-soundfont) or set HF_MUSIC_SOUNDFONT to a .sf2/.sf3 file"
 )
 
 
@@ -41,9 +47,12 @@ def find_soundfont() -> Path | None:
     return None
 
 
-def _note_arrays(score):
-    """(onset s, offset s, pitch, velocity) of every note of a symusic Score, numpy arrays."""
-    score = score.to("second")
+def _note_arrays(piece):
+    """(onset s, offset s, pitch, velocity) numpy arrays of a PerformanceNotes or a symusic Score."""
+    if isinstance(piece, PerformanceNotes):
+        return (np.asarray(piece.onset, np.float64), np.asarray(piece.offset, np.float64),
+                np.asarray(piece.pitch).astype(int), np.asarray(piece.velocity).astype(int))  # fmt: skip
+    score = piece.to("second")
     arrays = [track.notes.numpy() for track in score.tracks if len(track.notes)]
     if not arrays:
         empty = np.zeros(0)
@@ -55,14 +64,35 @@ def _note_arrays(score):
     return onset, offset, pitch, velocity
 
 
-def render_audio(
-    score, sample_rate: int = 22050, soundfont: str | os.PathLike | None = None, gain: float = 0.6
-):
-    """Render a symusic Score to a mono int16 array at `sample_rate` (all notes on a GM piano).
+# Loaded synthesizers, kept for the process: loading MuseScore General's compressed piano takes
+# seconds. A renderer borrows one (a second one is loaded only when two render at once).
+_idle_synths: dict[tuple[str, int], list] = {}
+_synths_lock = threading.Lock()
+DEFAULT_GAIN = 0.3  # FluidSynth's level; the float output never clips and is normalised at the end
+_write_float = None
 
-    The result is normalised to a peak of PEAK_DBFS (FluidSynth's own level left quiet pieces at
-    about -12 dBFS). Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
-    """
+
+def _float_samples(synth, frames: int) -> np.ndarray:
+    """(frames, 2) float32 from FluidSynth: no 16-bit clipping or dither before normalisation
+    (pyfluidsynth's get_samples gives dithered int16 only)."""
+    global _write_float
+    if _write_float is None:
+        from ctypes import c_int, c_void_p
+
+        import fluidsynth
+
+        _write_float = fluidsynth.cfunc("fluid_synth_write_float", c_int, ("synth", c_void_p, 1),
+                                        ("len", c_int, 1), ("lout", c_void_p, 1), ("loff", c_int, 1),
+                                        ("lincr", c_int, 1), ("rout", c_void_p, 1), ("roff", c_int, 1),
+                                        ("rincr", c_int, 1))  # fmt: skip
+    out = np.zeros((frames, 2), np.float32)
+    if frames > 0:
+        address = out.ctypes.data  # interleaved: left at 0, right at 1, both with stride 2
+        _write_float(synth.synth, frames, address, 0, 2, address, 1, 2)
+    return out
+
+
+def _resolve_soundfont(soundfont) -> Path:
     if soundfont is None:  # $HF_MUSIC_SOUNDFONT, when set, is the only choice (and named if missing)
         soundfont = os.environ.get("HF_MUSIC_SOUNDFONT") or find_soundfont()
     soundfont = Path(soundfont) if soundfont else None
@@ -70,47 +100,134 @@ def render_audio(
         raise AudioUnavailableError(
             NO_SOUNDFONT if soundfont is None else f"soundfont {soundfont} does not exist"
         )
+    return soundfont
+
+
+def _borrow_synth(soundfont: Path, sample_rate: int):
     try:
         import fluidsynth
     except (ImportError, OSError) as error:  # OSError: pyfluidsynth present, libfluidsynth missing
         raise AudioUnavailableError(
             f"FluidSynth is not available ({error}): pip install pyfluidsynth and apt install libfluidsynth3"
         ) from error
+    key = (str(soundfont.resolve()), int(sample_rate))
+    with _synths_lock:
+        if _idle_synths.get(key):
+            return key, _idle_synths[key].pop()
+    # Dynamic sample loading reads (and, for .sf3, decompresses) only the piano's samples.
+    synth = fluidsynth.Synth(gain=DEFAULT_GAIN, samplerate=float(sample_rate),
+                             **{"synth.dynamic-sample-loading": 1})  # fmt: skip
+    font = synth.sfload(str(soundfont))
+    if font < 0:
+        synth.delete()
+        raise AudioUnavailableError(f"FluidSynth cannot read the soundfont {soundfont}")
+    synth.program_select(0, font, 0, 0)
+    return key, synth
 
-    onset, offset, pitch, velocity = _note_arrays(score)
-    # One event list, sorted by time with note-offs first at equal times (a repeated key restrikes).
-    times = np.concatenate([offset, onset])
-    is_on = np.concatenate([np.zeros(len(offset), bool), np.ones(len(onset), bool)])
-    keys = np.concatenate([pitch, pitch])
-    velocities = np.concatenate([np.zeros(len(offset), int), velocity])
-    order = np.lexsort((is_on, times))
-    frames = np.round(times[order] * sample_rate).astype(np.int64)
 
-    synth = fluidsynth.Synth(gain=gain, samplerate=float(sample_rate))
-    try:
-        synth.program_select(0, synth.sfload(str(soundfont)), 0, 0)
-        chunks, position = [], 0
-        for frame, on, key, vel in zip(frames.tolist(), is_on[order].tolist(), keys[order].tolist(),
+def _return_synth(key, synth, sample_rate: int) -> None:
+    """Silence the synth (notes, then the reverb's tail) and put it back for the next piece."""
+    for pitch in range(128):
+        synth.noteoff(0, pitch)
+    block = sample_rate // 10
+    for _ in range(50):  # at most 5 s of tail
+        if np.abs(_float_samples(synth, block)).max(initial=0) < 1e-5:
+            break
+    with _synths_lock:
+        _idle_synths.setdefault(key, []).append(synth)
+
+
+class PianoRenderer:
+    """Audio of a piece rendered in time order, so it can be heard while it is being written.
+
+    Each `render(notes, until)` plays the note-ons and note-offs that lie before ``until``
+    seconds (notes still sounding at ``until`` keep sounding: their release comes in a later
+    call), and `finish(notes)` plays the rest plus one second of ring-out. Feeding a piece in
+    several calls gives the same samples as one call. Use as a context manager (or `close`).
+    """
+
+    def __init__(
+        self, sample_rate: int = 44100, soundfont: str | os.PathLike | None = None, channels: int = 2
+    ):
+        if channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2, got {channels}")
+        self.sample_rate, self.channels = int(sample_rate), channels
+        self._key, self._synth = _borrow_synth(_resolve_soundfont(soundfont), self.sample_rate)
+        self._frame = 0  # frames rendered so far
+        self._chunks: list[np.ndarray] = []  # (frames, 2) float32 from FluidSynth
+
+    def render(self, notes, until: float) -> None:
+        """Play every event of ``notes`` (PerformanceNotes or Score) before ``until`` seconds."""
+        self._play(notes, round(until * self.sample_rate))
+
+    def finish(self, notes) -> None:
+        """Play the remaining events of the complete piece, then one second of ring-out."""
+        onset, offset, _, _ = _note_arrays(notes)
+        end = max(offset.max(initial=0.0), onset.max(initial=0.0))
+        self._play(notes, round(end * self.sample_rate) + 1)
+        self._chunks.append(_float_samples(self._synth, self.sample_rate))
+        self._frame += self.sample_rate
+
+    def _play(self, notes, stop_frame: int) -> None:
+        onset, offset, pitch, velocity = _note_arrays(notes)
+        # One event list, sorted by time with note-offs first at equal times (a repeated key restrikes).
+        frames = np.round(np.concatenate([offset, onset]) * self.sample_rate).astype(np.int64)
+        is_on = np.concatenate([np.zeros(len(offset), bool), np.ones(len(onset), bool)])
+        keys = np.concatenate([pitch, pitch])
+        velocities = np.concatenate([np.zeros(len(offset), int), velocity])
+        pending = (frames >= self._frame) & (frames < stop_frame)  # earlier events were played before
+        order = np.flatnonzero(pending)[np.lexsort((is_on[pending], frames[pending]))]
+        synth = self._synth
+        for frame, on, key, vel in zip(frames[order].tolist(), is_on[order].tolist(), keys[order].tolist(),
                                        velocities[order].tolist(), strict=True):  # fmt: skip
-            if frame > position:
-                chunks.append(synth.get_samples(frame - position))
-                position = frame
+            if frame > self._frame:
+                self._chunks.append(_float_samples(synth, frame - self._frame))
+                self._frame = frame
             if on:
                 synth.noteon(0, key, max(1, vel))
             else:
                 synth.noteoff(0, key)
-        chunks.append(synth.get_samples(sample_rate))  # one second for the last releases to ring out
-    finally:
-        synth.delete()
-    stereo = np.concatenate(chunks).astype(np.int32).reshape(-1, 2)
-    return normalize_peak(stereo.sum(axis=1) / 2)
+        if stop_frame > self._frame:
+            self._chunks.append(_float_samples(synth, stop_frame - self._frame))
+            self._frame = stop_frame
+
+    def samples(self, peak_dbfs: float | None = None) -> np.ndarray:
+        """The audio so far as int16, (frames, 2) for stereo or (frames,) for mono, normalised to
+        ``peak_dbfs`` (PEAK_DBFS by default)."""
+        stereo = np.concatenate(self._chunks) if self._chunks else np.zeros((0, 2), np.float32)
+        mixed = stereo if self.channels == 2 else stereo.sum(axis=1) / 2
+        return normalize_peak(mixed, PEAK_DBFS if peak_dbfs is None else peak_dbfs)
+
+    def close(self) -> None:
+        if self._synth is not None:
+            _return_synth(self._key, self._synth, self.sample_rate)
+            self._synth = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def render_audio(
+    piece, sample_rate: int = 22050, soundfont: str | os.PathLike | None = None, channels: int = 1
+) -> np.ndarray:
+    """Render a PerformanceNotes or symusic Score to int16 at `sample_rate` (all notes on a GM piano).
+
+    Mono by default, (frames, 2) with ``channels=2``. The result is normalised to a peak of
+    PEAK_DBFS. Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
+    """
+    with PianoRenderer(sample_rate, soundfont, channels) as renderer:
+        renderer.finish(piece)
+        return renderer.samples()
 
 
 PEAK_DBFS = -1.0  # loud, with headroom for players that resample
 
 
 def normalize_peak(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
-    """int16 samples scaled so that the loudest one sits at `peak_dbfs` (silence stays silence)."""
+    """Samples (any scale) as int16, scaled so that the loudest one sits at `peak_dbfs` (silence stays silence)."""
     samples = np.asarray(samples, np.float64)
     peak = np.abs(samples).max(initial=0.0)
     if peak == 0:
@@ -120,19 +237,28 @@ def normalize_peak(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndar
 
 
 def write_wav(samples: np.ndarray, path: str | os.PathLike, sample_rate: int = 22050) -> str:
-    """Write mono int16 samples as a WAV file; returns the path."""
+    """Write int16 samples as a WAV file, mono for (frames,), stereo for (frames, 2); returns the path."""
     path = os.fspath(path)
+    samples = np.asarray(samples)
     with wave.open(path, "wb") as out:
-        out.setnchannels(1)
+        out.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
         out.setsampwidth(2)
         out.setframerate(sample_rate)
         out.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
     return path
 
 
-def piano_roll(score, frames_per_second: int = 50) -> np.ndarray:
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def note_name(pitch: int) -> str:
+    """Scientific pitch notation: 60 is C4 (middle C), 21 is A0, 108 is C8."""
+    return f"{NOTE_NAMES[int(pitch) % 12]}{int(pitch) // 12 - 1}"
+
+
+def piano_roll(piece, frames_per_second: int = 50) -> np.ndarray:
     """A (128 pitches, frames) velocity matrix of the piece, the lowest pitch in row 0."""
-    onset, offset, pitch, velocity = _note_arrays(score)
+    onset, offset, pitch, velocity = _note_arrays(piece)
     end = int(np.ceil((offset.max() if len(offset) else 0) * frames_per_second)) + 1
     roll = np.zeros((128, end), np.uint8)
     start = np.floor(onset * frames_per_second).astype(int)
@@ -142,12 +268,18 @@ def piano_roll(score, frames_per_second: int = 50) -> np.ndarray:
     return roll
 
 
-def piano_roll_figure(score, title: str | None = None, prompt_seconds: float | None = None):
-    """A matplotlib Figure of the piano roll (seconds x pitch), the prompt's end marked if given."""
+def piano_roll_figure(
+    piece, title: str | None = None, prompt_seconds: float | None = None, total_seconds: float | None = None
+):
+    """A matplotlib Figure of the piano roll (seconds x note names), the prompt's end marked if given.
+
+    ``total_seconds`` fixes the time axis, so that a piece drawn while it is written grows
+    from left to right instead of being stretched.
+    """
     # A bare Figure, not pyplot's: nothing global keeps it alive (a long-running Space makes thousands).
     from matplotlib.figure import Figure
 
-    roll = piano_roll(score)
+    roll = piano_roll(piece)
     used = np.flatnonzero(roll.any(axis=1))
     low, high = (int(used.min()) - 2, int(used.max()) + 3) if len(used) else (21, 109)
     fig = Figure(figsize=(10, 3.2), dpi=100)
@@ -156,11 +288,15 @@ def piano_roll_figure(score, title: str | None = None, prompt_seconds: float | N
     silent_white = np.ma.masked_equal(roll[low:high], 0)  # masked cells show the white axes background
     ax.imshow(silent_white, aspect="auto", origin="lower", cmap="viridis", vmin=0, vmax=127,
               extent=(0, seconds, low - 0.5, high - 0.5), interpolation="nearest")  # fmt: skip
+    if total_seconds:
+        ax.set_xlim(0, max(total_seconds, seconds))
     if prompt_seconds:
         ax.axvline(prompt_seconds, color="tab:blue", linestyle="--", linewidth=1, label="end of prompt")
         ax.legend(loc="upper right", fontsize=8)
+    octave_cs = [p for p in range(0, 128, 12) if low <= p < high] or [60]
+    ax.set_yticks(octave_cs, [note_name(p) for p in octave_cs])
     ax.set_xlabel("seconds")
-    ax.set_ylabel("MIDI pitch")
+    ax.set_ylabel("note")
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
@@ -169,7 +305,9 @@ def piano_roll_figure(score, title: str | None = None, prompt_seconds: float | N
 
 __all__ = [
     "AudioUnavailableError",
+    "PianoRenderer",
     "find_soundfont",
+    "note_name",
     "piano_roll",
     "piano_roll_figure",
     "render_audio",

@@ -1,7 +1,12 @@
-"""hf_music Space: compose piano music with a Music Transformer, hear it, see it, download it.
+"""hf_music Space: compose piano music with a Music Transformer, hear and see it as it is written.
 
 The model comes from $HF_MUSIC_MODEL (a Hub id or a folder), else the checkpoint embedded
 in hf_music; it is loaded once. Run locally with `python space/app.py`.
+
+A piece is written in chunks (`piece_chunks`): each chunk is one `generate_ids` call that
+continues the ids so far with the request's own random state, so the streamed piece is the
+piece one `generate_ids(..., seed=seed)` call gives. After each chunk the app decodes the ids
+once and hands those notes to the audio renderer, the piano roll and the MIDI file.
 """
 
 from __future__ import annotations
@@ -9,30 +14,50 @@ from __future__ import annotations
 import functools
 import os
 import random
+import re
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from hf_music import bundled_prompts, generate_ids, load_model
-from hf_music.audio import AudioUnavailableError, piano_roll_figure, render_audio
-from hf_music.generation import prompt_to_ids
+from hf_music.audio import AudioUnavailableError, PianoRenderer, note_name, piano_roll_figure, write_wav
+from hf_music.generation import prompt_to_ids, time_steps
+from hf_music.resources import PROMPTS_DIR
 
 MODEL_ID = os.environ.get("HF_MUSIC_MODEL") or None
 # The temperatures the README's degeneration table supports for the embedded model: at 1.0-1.5
 # at most 1 of 12 samples of 20 s left the range of real MAESTRO excerpts (they do 5% of the
 # time themselves); at 0.9 2 of 12 did, at 0.5 11 of 12 (one key hammered, too few notes).
 TEMPERATURE_RANGE = (1.0, 1.5)
-SAMPLE_RATE = 22050
+SAMPLE_RATE = 44100  # stereo, normalised to -1 dBFS (hf_music.audio.PEAK_DBFS)
 MAX_UPLOAD_BYTES = 1_000_000  # a long solo piano performance is ~100 kB
 MAX_SECONDS = 60  # of new music per click
 MAX_NEW_TOKENS = 4096  # hard cap whatever the density (dense piano is ~40 events per second)
 MAX_CONTEXT_TOKENS = 16_384  # "continue the last result" keeps growing the piece up to this
+QUEUE_LIMIT = 16  # requests waiting beyond this are told the app is busy (Gradio's queue_full)
+# Seconds of new music after which the listener gets an update: a small first chunk for a quick
+# first sound, then longer ones (each chunk re-reads the piece so far), then every 5 s.
+CHUNK_ENDS = (1.0, 2.5, 5.0, 8.0, 12.0, 16.0)
 NO_PROMPT = "(none: start from silence)"
 PROMPTS = bundled_prompts()
 OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="hf_music_space_"))
+
+
+def prompt_titles() -> dict[str, str]:
+    """Bundled prompt name -> "Composer, Title", from the table in assets/prompts/README.md."""
+    titles = {}
+    for line in (PROMPTS_DIR / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].endswith(".mid"):
+            titles[Path(cells[0]).stem] = cells[1]
+    return {name: titles.get(name, name) for name in PROMPTS}
+
+
+TITLES = prompt_titles()
 
 
 @functools.cache
@@ -40,8 +65,12 @@ def model_and_tokenizer():
     return load_model(MODEL_ID)
 
 
-class PromptError(ValueError):
-    """A prompt the app refuses, with a message for the user."""
+class ComposeError(ValueError):
+    """A request the app refuses, with a title and a message for the user."""
+
+    def __init__(self, title: str, message: str):
+        super().__init__(message)
+        self.title = title
 
 
 def read_upload(path: str | None) -> bytes | None:
@@ -50,35 +79,160 @@ def read_upload(path: str | None) -> bytes | None:
         return None
     size = os.path.getsize(path)
     if size > MAX_UPLOAD_BYTES:
-        raise PromptError(
-            f"{Path(path).name} is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB"
+        raise ComposeError(
+            "Cannot use this MIDI file",
+            f"{Path(path).name} is {size / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 1e6:.0f} MB",
         )
     return Path(path).read_bytes()
 
 
+def piece_title(path: str) -> str:
+    """What a musician calls an uploaded file: "my_first-waltz.mid" -> "my first waltz"."""
+    return re.sub(r"[_\-]+", " ", Path(path).stem).strip() or Path(path).name
+
+
+def describe_notes(notes) -> str:
+    """ "12.0 s, 140 notes from A1 to C7": a prompt in musicians' words."""
+    if len(notes) == 0:
+        return "no notes"
+    low, high = int(notes.pitch.min()), int(notes.pitch.max())
+    return f"{notes.offset.max():.1f} s, {len(notes)} notes from {note_name(low)} to {note_name(high)}"
+
+
 def choose_prompt(tokenizer, upload_path, bundled, prompt_seconds, continue_last, last_ids):
-    """Token ids to continue and a label, from (in this order) the last result, an upload, a bundled piece."""
+    """(ids, notes, label) of what to continue: the last result, an upload, a bundled piece, or silence.
+
+    The prompt's notes are decoded here once and reused for the summary and the piano roll.
+    """
     if continue_last and last_ids:
-        return list(last_ids)[-MAX_CONTEXT_TOKENS:], "the last result"
+        ids = list(last_ids)[-MAX_CONTEXT_TOKENS:]
+        return ids, tokenizer.ids_to_notes(ids), "the last result"
     data = read_upload(upload_path)
     if data is not None:
-        source, label = data, Path(upload_path).name
+        source, name, label = data, Path(upload_path).name, f"your piece “{piece_title(upload_path)}”"
     elif bundled and bundled != NO_PROMPT:
-        source, label = PROMPTS[bundled], bundled
+        if bundled not in PROMPTS:
+            raise ComposeError("Unknown prompt", f"{bundled!r} is none of {', '.join(PROMPTS)}")
+        source, name, label = PROMPTS[bundled], bundled, TITLES[bundled]
     else:
-        return None, "silence"
+        return None, None, "silence"
     try:
-        ids = prompt_to_ids(source, tokenizer, prompt_seconds, name=label)
+        ids = prompt_to_ids(source, tokenizer, prompt_seconds, name=name)
     except ValueError as error:  # MidiReadError ("<name>: <problem>"), also from a checkpoint's own code copy
-        raise PromptError(str(error)) from error
+        raise ComposeError("Cannot use this MIDI file", str(error)) from error
     notes = tokenizer.ids_to_notes(ids)
     if len(notes) == 0:
-        raise PromptError(f"{label}: the file has no notes to continue")
-    return ids, f"{label} ({len(notes)} notes)"
+        raise ComposeError("Cannot use this MIDI file", f"{name}: the file has no notes to continue")
+    return ids, notes, label
 
 
-# One generation at a time: the seeded sampler forks torch's global RNG, and this CPU has few cores.
+# The model and torch's global random state are shared: one chunk at a time. Each request keeps its
+# own random state between its chunks, so requests never draw from each other's stream.
 generate_lock = threading.Lock()
+
+
+def piece_chunks(model, tokenizer, prompt, seconds, seed, max_new_tokens=MAX_NEW_TOKENS, **sampling):
+    """Yield (ids so far, prompt included; done) after each chunk of `seconds` of new music.
+
+    The last ids equal ``generate_ids(model, tokenizer, prompt, max_new_tokens, seed=seed,
+    max_seconds=seconds, **sampling)[0]``: the chunks draw from one random stream seeded once, the
+    grammar state is rebuilt from the whole history each chunk, and chunks end only where that
+    call's sliding window re-primes (once the piece outgrows the model's context, a chunk is a
+    whole window: the first ``context`` tokens stream in small chunks, later ones in windows).
+    """
+    ids = prompt_to_ids(prompt, tokenizer)
+    start, context = len(ids), model.config.n_positions
+    window_step = context - context // 2  # the tokens each re-primed window adds in generate_ids
+    first_window_end = max(start, context)
+    step_ms = tokenizer.time_resolution_ms
+    needed = max(1, round(seconds * 1000 / step_ms))
+    targets = [round(end * 1000 / step_ms) for end in CHUNK_ENDS if round(end * 1000 / step_ms) < needed]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        rng_state = torch.get_rng_state()
+    done_steps = 0
+    while True:
+        length = len(ids)
+        budget = max_new_tokens - (length - start)
+        if length < context:  # inside the first window: stop at the next small target or the window's end
+            budget = min(budget, context - length)
+            target = next((t for t in targets if t > done_steps), needed)
+        else:  # past it: one whole re-primed window per chunk, as generate_ids does
+            budget = min(budget, window_step - (length - first_window_end) % window_step)
+            target = needed
+        with generate_lock, torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(rng_state)
+            ids = generate_ids(model, tokenizer, prompt=ids, max_new_tokens=budget,
+                               max_seconds=(target - done_steps) * step_ms / 1000, **sampling)[0]  # fmt: skip
+            rng_state = torch.get_rng_state()
+        done_steps = int(time_steps(torch.tensor(ids[start:]), tokenizer)) if len(ids) > start else 0
+        done = done_steps >= needed or len(ids) - start >= max_new_tokens or len(ids) == length
+        yield ids, done
+        if done:
+            return
+
+
+def compose_stream(
+    temperature, top_k, top_p, seconds, seed, random_seed, bundled, upload, prompt_seconds, continue_last,
+    last_ids=None,
+):  # fmt: skip
+    """Yield (audio WAV path, piano roll, MIDI path, facts, ids, seed) after each chunk; ComposeError
+    for what cannot be done."""
+    started = time.perf_counter()
+    try:
+        model, tokenizer = model_and_tokenizer()
+    except (OSError, ValueError) as error:  # a wrong HF_MUSIC_MODEL, no network, no embedded model
+        raise ComposeError("Model", f"cannot load the model {MODEL_ID or '(embedded)'}: {error}") from error
+    prompt, prompt_notes, prompt_label = choose_prompt(
+        tokenizer, upload, bundled, prompt_seconds or None, continue_last, last_ids
+    )
+    seed = random.randrange(2**31) if random_seed or seed is None else int(seed)
+    seconds = float(min(max(seconds or 1, 1), MAX_SECONDS))
+    prompt_end = float(prompt_notes.offset.max(initial=0)) if prompt_notes is not None else 0.0
+    continuing = f"continuing {prompt_label} ({describe_notes(prompt_notes)})" if prompt else "from silence"
+    folder = Path(tempfile.mkdtemp(dir=OUTPUT_DIR))  # a folder per request
+    sampling = dict(temperature=float(temperature), top_k=int(top_k or 0) or None, top_p=float(top_p))
+    try:
+        renderer, audio_note = PianoRenderer(SAMPLE_RATE, channels=2), ""
+    except AudioUnavailableError as error:
+        renderer, audio_note = None, f" Audio unavailable: {error}."
+    try:
+        chunks = piece_chunks(model, tokenizer, prompt, seconds, seed, **sampling)
+        for number, (ids, done) in enumerate(chunks):
+            notes = tokenizer.ids_to_notes(ids)  # decoded once: audio, piano roll and MIDI use these notes
+            now = int(time_steps(torch.tensor(ids), tokenizer)) * tokenizer.time_step
+            audio = render_chunk(renderer, notes, now, done, folder / f"audio_{number}.wav")
+            midi_path = folder / f"part_{number}" / f"hf_music_seed{seed}.mid"
+            midi_path.parent.mkdir()
+            tokenizer.notes_to_score(notes).dump_midi(str(midi_path))
+            figure = piano_roll_figure(notes, prompt_seconds=prompt_end or None,
+                                       total_seconds=prompt_end + seconds)  # fmt: skip
+            written = now - prompt_end
+            progress = (
+                f"**{len(notes)} notes, {now:.1f} s, {len(ids) - len(prompt or [1])} new tokens**"
+                if done
+                else f"**Writing: {max(written, 0):.1f} of {seconds:g} s** ({len(notes)} notes so far)"
+            )
+            facts = (
+                f"{progress} {continuing}; {time.perf_counter() - started:.1f} s since the click "
+                f"(seed {seed}, temperature {float(temperature):g}).{audio_note}"
+            )
+            yield audio, figure, str(midi_path), facts, ids, seed
+    finally:
+        if renderer is not None:
+            renderer.close()
+
+
+def render_chunk(renderer, notes, now: float, done: bool, path: Path) -> str | None:
+    """The audio so far as a stereo WAV file (None without a soundfont): up to `now`, or, once the
+    piece is done, to its end with the last notes ringing out."""
+    if renderer is None:
+        return None
+    if done:
+        renderer.finish(notes)
+    else:
+        renderer.render(notes, now)
+    return write_wav(renderer.samples(), path, SAMPLE_RATE)
 
 
 def compose(
@@ -94,124 +248,127 @@ def compose(
     continue_last: bool,
     last_ids: list[int] | None = None,
 ):
-    """Generate `seconds` of music; returns audio, piano roll, MIDI file, facts, ids, seed used."""
-    started = time.perf_counter()
+    """The API (/compose): streams (audio, piano roll, MIDI file, facts, ids, seed); gr.Error for bad input."""
     try:
-        model, tokenizer = model_and_tokenizer()
-    except (OSError, ValueError) as error:  # a wrong HF_MUSIC_MODEL, no network, no embedded model
-        raise gr.Error(f"cannot load the model {MODEL_ID or '(embedded)'}: {error}", title="Model") from error
+        yield from compose_stream(temperature, top_k, top_p, seconds, seed, random_seed, bundled, upload,
+                                  prompt_seconds, continue_last, last_ids)  # fmt: skip
+    except ComposeError as error:
+        raise gr.Error(str(error), title=error.title) from error
+
+
+def compose_ui(*inputs):
+    """The page's Generate: like `compose`, but a refusal is a message beside the result, which stays."""
     try:
-        prompt, prompt_label = choose_prompt(
-            tokenizer, upload, bundled, prompt_seconds or None, continue_last, last_ids
-        )
-    except PromptError as error:
-        raise gr.Error(str(error), title="Cannot use this MIDI file") from error
-    seed = random.randrange(2**31) if random_seed or seed is None else int(seed)
-    seconds = float(min(max(seconds, 1), MAX_SECONDS))
-    with generate_lock:
-        ids = generate_ids(
-            model,
-            tokenizer,
-            prompt=prompt,
-            max_new_tokens=MAX_NEW_TOKENS,
-            max_seconds=seconds,
-            temperature=float(temperature),
-            top_k=int(top_k) or None,
-            top_p=float(top_p),
-            seed=seed,
-        )[0]
-    generated_at = time.perf_counter()
-    score = tokenizer.decode_midi(ids)
-    prompt_end = tokenizer.ids_to_notes(prompt).offset.max(initial=0) if prompt else None
-    midi_path = Path(tempfile.mkdtemp(dir=OUTPUT_DIR)) / f"hf_music_seed{seed}.mid"  # a folder per request
-    score.dump_midi(str(midi_path))
+        for audio, figure, midi, facts, ids, seed in compose_stream(*inputs):
+            yield audio, figure, midi, facts, "", ids, seed
+    except ComposeError as error:
+        kept = gr.skip()
+        yield kept, kept, kept, kept, f"⚠️ **{error.title}**: {error}. Your last piece is kept.", kept, kept
+
+
+def compose_example(bundled, temperature, seconds, seed):
+    """An example: a bundled piece's first 10 s continued with the example's settings and seed."""
+    yield from compose_ui(temperature, 0, 1.0, seconds, seed, False, bundled, None, 10, False, None)
+
+
+def describe_upload(path: str | None) -> str:
+    """What an upload will be continued as, shown as soon as the file is dropped."""
+    if not path:
+        return ""
+    _, tokenizer = model_and_tokenizer()
     try:
-        audio = (SAMPLE_RATE, render_audio(score, SAMPLE_RATE))
-        audio_note = ""
-    except AudioUnavailableError as error:
-        audio, audio_note = None, f" Audio unavailable: {error}."
-        gr.Warning(str(error))
-    figure = piano_roll_figure(score, prompt_seconds=prompt_end)
-    new_tokens = len(ids) - (len(prompt) if prompt else 1)
-    facts = (
-        f"**{score.note_num()} notes, {score.to('second').end():.1f} s, {new_tokens} new tokens** "
-        f"continuing {prompt_label}; generated in {generated_at - started:.1f} s, ready in "
-        f"{time.perf_counter() - started:.1f} s (seed {seed}, temperature {temperature:g}).{audio_note}"
-    )
-    return audio, figure, str(midi_path), facts, ids, seed
+        notes = tokenizer.midi_to_notes(read_upload(path), name=Path(path).name)
+    except (ComposeError, ValueError) as error:
+        return f"⚠️ {error}"
+    return f"Generate continues **your piece “{piece_title(path)}”** ({describe_notes(notes)})."
+
+
+def stopped_message() -> str:
+    return "Stopped: the piece so far stays playable, and the MIDI file holds it."
+
+
+EXAMPLES = [  # bundled prompt, temperature, seconds, seed
+    ["scarlatti_sonata_k525", 1.0, 20, 7],
+    ["chopin_etude_op10_no9", 1.1, 20, 3],
+    ["bach_prelude_fugue_f_sharp_major_bwv858", 1.2, 15, 11],
+]
+CSS = """
+#facts, #message { min-height: 1.5em; }
+"""
 
 
 def build_demo() -> gr.Blocks:
     with gr.Blocks(title="Music Transformer (hf_music)") as demo:
         gr.Markdown(
-            "# Music Transformer\nPiano music from a GPT-2-style model over performance events "
-            "(note-on, note-off, time-shift, velocity). Move the **temperature**: 1.0 plays closest to "
-            f"the performances it learned from, higher is more adventurous. Model: `{MODEL_ID or 'embedded hf_music default'}`."
+            "## Music Transformer\nSolo piano from a small GPT-2-style model trained on MAESTRO "
+            "performances. You hear and see the piece while it is written."
         )
         last_ids = gr.State(None)
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=320):
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate", min_width=100)
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop", min_width=80)
                 temperature = gr.Slider(
-                    *TEMPERATURE_RANGE, value=TEMPERATURE_RANGE[0], step=0.1, label="Temperature",
-                    elem_id="temperature",
+                    *TEMPERATURE_RANGE, value=TEMPERATURE_RANGE[0], step=0.1, elem_id="temperature",
+                    label="Temperature", info="1.0 plays closest to the performances it learned; up to 1.5 is bolder",
                 )  # fmt: skip
                 seconds = gr.Slider(
                     5, MAX_SECONDS, value=20, step=1, label="Seconds of new music", elem_id="seconds"
                 )
+                bundled = gr.Dropdown(
+                    [(NO_PROMPT, NO_PROMPT), *((TITLES[name], name) for name in PROMPTS)], value=NO_PROMPT,
+                    label="Start from", elem_id="bundled",
+                )  # fmt: skip
+                continue_last = gr.Checkbox(value=False, label="Continue my piece (the last result)")
+                with gr.Accordion("Your MIDI file", open=False):
+                    upload = gr.File(
+                        label="Upload a MIDI file to continue", file_types=[".mid", ".midi"], type="filepath",
+                        elem_id="upload", height=120,
+                    )  # fmt: skip
+                    upload_info = gr.Markdown(elem_id="upload-info")
+                    prompt_seconds = gr.Slider(
+                        0, 60, value=10, step=1, label="Seconds of the start piece to keep (0 = all)"
+                    )
                 with gr.Accordion("Sampling", open=False):
                     # Truncation made this model repeat itself (README: top-p 0.95 3/12, min-p 0.05
                     # 7/12 samples out of range, against 1/12 without): off by default.
                     top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k (0 = off)")
                     top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
                     with gr.Row():
-                        seed = gr.Number(value=0, precision=0, label="Seed")
-                        random_seed = gr.Checkbox(value=True, label="Random seed")
-                with gr.Accordion("Prompt", open=True):
-                    bundled = gr.Dropdown(
-                        [NO_PROMPT, *PROMPTS], value=NO_PROMPT, label="Continue a bundled MAESTRO piece"
-                    )
-                    upload = gr.File(
-                        label="...or upload a MIDI file", file_types=[".mid", ".midi"], type="filepath",
-                        elem_id="upload",
-                    )  # fmt: skip
-                    prompt_seconds = gr.Slider(
-                        0, 60, value=10, step=1, label="Prompt seconds to keep (0 = all)"
-                    )
-                    continue_last = gr.Checkbox(value=False, label="Continue the last result")
-                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                        seed = gr.Number(value=0, precision=0, label="Seed", elem_id="seed")
+                        random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
             with gr.Column(scale=2):
+                message = gr.Markdown(elem_id="message")
                 facts = gr.Markdown(elem_id="facts")
-                audio = gr.Audio(label="Listen", type="numpy", elem_id="audio", interactive=False)
+                audio = gr.Audio(label="Listen", type="filepath", elem_id="audio", interactive=False)
                 roll = gr.Plot(label="Piano roll", elem_id="piano-roll")
                 midi = gr.File(label="MIDI file", elem_id="midi", interactive=False)
-        generate.click(
-            compose,
-            inputs=[
-                temperature,
-                top_k,
-                top_p,
-                seconds,
-                seed,
-                random_seed,
-                bundled,
-                upload,
-                prompt_seconds,
-                continue_last,
-                last_ids,
-            ],
-            outputs=[audio, roll, midi, facts, last_ids, seed],
-            api_name="compose",
-            concurrency_limit=1,
+        inputs = [temperature, top_k, top_p, seconds, seed, random_seed, bundled, upload, prompt_seconds,
+                  continue_last, last_ids]  # fmt: skip
+        ui_outputs = [audio, roll, midi, facts, message, last_ids, seed]
+        shared = dict(concurrency_id="compose", concurrency_limit=1, show_progress="minimal")
+        writing = generate.click(compose_ui, inputs, ui_outputs, api_visibility="private", **shared)
+        stop.click(stopped_message, None, message, cancels=[writing], queue=False)
+        upload.change(describe_upload, upload, upload_info, queue=False)
+        # Scripted users: /compose with the parameter names above, streaming too; errors raise.
+        gr.Button(visible=False).click(
+            compose, inputs, [audio, roll, midi, facts, last_ids, seed], api_name="compose", **shared
         )
-    return demo.queue(max_size=32)
+        gr.Examples(
+            EXAMPLES, [bundled, temperature, seconds, seed], ui_outputs, compose_example,
+            run_on_click=True, cache_mode="lazy", elem_id="examples",
+            example_labels=[f"{TITLES[name]} · temperature {t:g} · {s} s" for name, t, s, _ in EXAMPLES],
+        )  # fmt: skip
+    return demo.queue(max_size=QUEUE_LIMIT)
 
 
 demo = build_demo()
 
 
 def launch(**kwargs):
-    """demo.launch with the app's limits (upload size, the folder of generated files)."""
-    return demo.launch(max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(OUTPUT_DIR)], **kwargs)
+    """demo.launch with the app's limits (upload size, the folder of generated files) and style."""
+    return demo.launch(max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(OUTPUT_DIR)], css=CSS, **kwargs)
 
 
 if __name__ == "__main__":

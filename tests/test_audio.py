@@ -88,3 +88,24 @@ def test_normalize_peak_scales_to_the_target_and_keeps_silence():
     assert loud.dtype == np.int16 and abs(loud).max() == round(32767 * 10 ** (-6 / 20))
     assert np.allclose(loud / abs(loud).max(), quiet / 2000, atol=1e-4)  # the shape is unchanged
     assert not normalize_peak(np.zeros(10)).any()
+
+
+def test_piano_renderer_in_steps_equals_one_render_stereo_44k():
+    from hf_music import MidiTokenizer
+    from hf_music.audio import PianoRenderer
+
+    tokenizer = MidiTokenizer()
+    ids = tokenizer.encode_midi(bundled_prompts()["chopin_etude_op10_no9"])[:300]
+    whole = render_audio(tokenizer.ids_to_notes(ids), 44100, channels=2)
+    assert whole.dtype == np.int16 and whole.ndim == 2 and whole.shape[1] == 2
+    assert abs(20 * np.log10(np.abs(whole.astype(float)).max() / 32767) + 1.0) < 0.01  # -1 dBFS
+    assert not np.array_equal(whole[:, 0], whole[:, 1])  # stereo, not mono twice
+    # The piece as the Space sees it while it is written: growing id prefixes, each decoded anew
+    # (notes still sounding at a prefix's end are closed there by the decoder, and released later).
+    with PianoRenderer(44100, channels=2) as renderer:
+        for end in (40, 97, 150, 233):
+            notes = tokenizer.ids_to_notes(ids[:end])
+            renderer.render(notes, float(tokenizer.ids_to_notes(ids[:end]).offset.max(initial=0)))
+        renderer.finish(tokenizer.ids_to_notes(ids))
+        stepwise = renderer.samples()
+    assert stepwise.shape == whole.shape and np.abs(stepwise.astype(int) - whole).max() <= 1

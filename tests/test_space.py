@@ -1,22 +1,24 @@
 """The Gradio Space (space/app.py): in a real Chromium through Playwright, and through gradio_client.
 
 The app runs in this process on 127.0.0.1 with the model it would use on a Space
-($HF_MUSIC_MODEL, else the checkpoint embedded in hf_music).
+($HF_MUSIC_MODEL, else the checkpoint embedded in hf_music). Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import re
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
-import symusic
 from conftest import BAD_MIDI, REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
+AUDIO_FILE = "#audio a.download-link"  # the WAV behind Gradio's player (its <audio> lives in a shadow root)
 ARTIFACTS = Path(os.environ.get("HF_MUSIC_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
 
 
@@ -38,7 +40,22 @@ def space():
     app.demo.close()
 
 
-def test_space_readme_front_matter_matches_the_pinned_gradio():
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: run bash scripts/install_system_packages.sh"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        # Audio may start without a click, as it would after the user's click on Generate.
+        chromium = pw.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
+        )
+        yield chromium
+        chromium.close()
+
+
+def test_space_readme_front_matter_and_system_packages():
     from huggingface_hub import SpaceCard
 
     card = SpaceCard.load(REPO_ROOT / "space" / "README.md")
@@ -46,78 +63,184 @@ def test_space_readme_front_matter_matches_the_pinned_gradio():
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py"
     assert f'"gradio=={card.data.sdk_version}"' in pyproject
     assert card.data.license == "cc-by-nc-sa-4.0" and card.data.short_description
-    assert (REPO_ROOT / "space" / "packages.txt").read_text().split() == [
-        "libfluidsynth3",
-        "timgm6mb-soundfont",
-    ]
+    packages = (REPO_ROOT / "space" / "packages.txt").read_text().split()
+    assert packages == ["libfluidsynth3", "musescore-general-soundfont-small"]
+    installer = (REPO_ROOT / "scripts" / "install_system_packages.sh").read_text()
+    assert all(package in installer for package in packages)
 
 
-def test_browser_slider_generate_audio_midi_and_bad_upload(space):
-    from playwright.sync_api import expect, sync_playwright
+def test_streamed_piece_equals_one_generate_ids_call(space):
+    from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM, generate_ids
 
+    app, _ = space
+    model, tokenizer = app.model_and_tokenizer()
+    prompt = app.prompt_to_ids(app.PROMPTS["chopin_etude_op10_no9"], tokenizer, 5)
+    sampling = dict(temperature=1.2, top_k=None, top_p=1.0)
+    streamed = list(app.piece_chunks(model, tokenizer, prompt, 6, seed=5, **sampling))
+    whole = generate_ids(model, tokenizer, prompt, max_new_tokens=app.MAX_NEW_TOKENS, max_seconds=6,
+                         seed=5, **sampling)[0]  # fmt: skip
+    assert len(streamed) >= 4 and [done for _, done in streamed] == [False] * (len(streamed) - 1) + [True]
+    assert streamed[-1][0] == whole
+    for (shorter, _), (longer, _) in itertools.pairwise(streamed):
+        assert longer[: len(shorter)] == shorter  # each update continues the last one
+    # Past the context the sliding window re-primes: a 64-event model, from silence and from a
+    # prompt longer than its context, with a token cap that ends mid-window.
+    tiny = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=64)).eval()
+    for start, cap in (([tokenizer.bos_token_id], 200), (prompt[:90], 150)):
+        ids = [ids for ids, _ in app.piece_chunks(tiny, tokenizer, start, 600, seed=1, max_new_tokens=cap)]
+        assert ids[-1] == generate_ids(tiny, tokenizer, start, max_new_tokens=cap, max_seconds=600, seed=1)[0]
+        assert len(ids[-1]) - len(start) == cap and len(ids) >= 3
+
+
+def watch_updates(page):
+    """Record, in the page, every new audio file and piano-roll image as they appear."""
+    page.evaluate(
+        """() => {
+        window.seen = {audio: [], roll: []};
+        const note = (list, value) => { if (value && list[list.length - 1] !== value) list.push(value); };
+        window.watcher = setInterval(() => {
+            note(window.seen.audio, document.querySelector('#audio a.download-link')?.getAttribute('href'));
+            note(window.seen.roll, document.querySelector('#piano-roll img')?.getAttribute('src'));
+        }, 25);
+    }"""
+    )
+
+
+def in_viewport(page, selector) -> bool:
+    box = page.locator(selector).first.bounding_box()
+    size = page.viewport_size
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
+
+
+def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
+    from playwright.sync_api import expect
+
+    app, url = space
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url)
+    assert (
+        in_viewport(page, "#generate") and in_viewport(page, "#temperature") and in_viewport(page, "#seconds")
+    )
+    page.screenshot(path=str(ARTIFACTS / "space_1280x800.png"))
+
+    # A 20 s piece streams: the piano roll and the audio change while it is being written.
+    page.locator("#temperature input[type=range]").fill("1.4")
+    expect(page.locator("#temperature input[type=number]")).to_have_value("1.4")
+    watch_updates(page)
+    page.locator("#generate").click()
+    expect(page.locator("#facts")).to_contain_text("new tokens", timeout=120_000)  # the final update
+    seen = page.evaluate("window.seen")
+    counts = {name: len(values) for name, values in seen.items()}
+    assert counts["audio"] >= 4 and counts["roll"] >= 4, counts  # >= 3 partial updates, then the piece
+    expect(page.locator("#facts")).to_contain_text("temperature 1.4")
+    expect(page.locator("#audio")).to_contain_text("0:21")  # the whole piece, its last notes ringing out
+    expect(page.locator("#midi a[href$='.mid']")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "space_generated_1280x800.png"), full_page=True)
+
+    # Stop during a 60 s piece: what was written stays playable, and downloadable as MIDI.
+    page.locator("#seconds input[type=number]").fill("60")
+    page.locator("#seconds input[type=number]").press("Enter")
+    page.locator("#generate").click()
+    expect(page.locator("#facts")).to_contain_text("Writing", timeout=60_000)
+    page.locator("#stop").click()
+    expect(page.locator("#message")).to_contain_text("Stopped", timeout=10_000)
+    page.wait_for_timeout(1000)
+    facts = page.locator("#facts").inner_text()
+    assert "Writing" in facts  # stopped before the piece was done
+    href = page.locator("#midi a[href$='.mid']").first.get_attribute("href")
+    midi = page.request.get(href if href.startswith("http") else url.rstrip("/") + href)
+    notes = app.model_and_tokenizer()[1].midi_to_notes(midi.body())
+    assert len(notes) > 0 and notes.offset.max() < 59
+    kept_audio = page.locator(AUDIO_FILE).get_attribute("href")
+    assert kept_audio.endswith(".wav")
+    expect(page.locator("#audio button[aria-label='Play']")).to_be_visible()
+
+    # A file that is not MIDI: a named message beside the result, which stays (audio included).
+    page.get_by_text("Your MIDI file").click()  # the accordion opens
+    page.locator("#upload input[type=file]").set_input_files(str(BAD_MIDI / "not_midi.mid"))
+    page.locator("#generate").click()
+    expect(page.locator("#message")).to_contain_text("not a valid MIDI file", timeout=30_000)
+    expect(page.locator("#message")).to_contain_text("not_midi.mid")
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    assert page.locator(AUDIO_FILE).get_attribute("href") == kept_audio
+    expect(page.locator("#audio")).not_to_contain_text("Error")
+    page.screenshot(path=str(ARTIFACTS / "space_bad_upload_1280x800.png"), full_page=True)
+    page.locator("#upload button[aria-label='Clear']").first.click()
+
+    # An example fills the controls and generates with its settings and seed.
+    page.get_by_text("Frédéric Chopin, Etude Op. 10 No. 9 · temperature 1.1 · 20 s").click()
+    expect(page.locator("#temperature input[type=number]")).to_have_value("1.1")
+    expect(page.locator("#seconds input[type=number]")).to_have_value("20")
+    expect(page.locator("#facts")).to_contain_text("new tokens", timeout=120_000)
+    expect(page.locator("#facts")).to_contain_text("continuing Frédéric Chopin, Etude Op. 10 No. 9")
+    expect(page.locator("#facts")).to_contain_text("seed 3, temperature 1.1")
+    expect(page.locator("#message")).to_have_text("")
+    page.close()
+
+
+def test_browser_phone_layout_and_dark_mode(space, browser):
     _, url = space
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(url)
-        # Move the temperature slider (the range input; its number box must follow).
-        page.locator("#temperature input[type=range]").fill("1.4")
-        expect(page.locator("#temperature input[type=number]")).to_have_value("1.4")
-        page.locator("#generate").click()
-
-        # Gradio's waveform player gets the rendered WAV as its source.
-        audio = page.locator("#audio audio[src]").first
-        expect(audio).to_have_attribute("src", re.compile(r"^(blob:|https?:)"), timeout=60_000)
-        expect(page.locator("#midi a[href$='.mid']")).to_be_visible(timeout=60_000)
-        expect(page.locator("#facts")).to_contain_text("temperature 1.4")
-        page.screenshot(path=str(ARTIFACTS / "space_generate.png"), full_page=True)
-        assert (ARTIFACTS / "space_generate.png").stat().st_size > 10_000
-
-        # A file that is not MIDI: the user sees the problem, named, not a traceback.
-        page.locator("#upload input[type=file]").set_input_files(str(BAD_MIDI / "not_midi.mid"))
-        page.locator("#generate").click()
-        error = page.get_by_text("not a valid MIDI file")
-        expect(error.first).to_be_visible(timeout=30_000)
-        expect(page.get_by_text("Traceback")).to_have_count(0)
-        page.wait_for_timeout(1000)  # let the toast finish sliding in before the screenshot
-        page.screenshot(path=str(ARTIFACTS / "space_bad_upload.png"))  # the toast is fixed to the viewport
-        browser.close()
+    for theme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 390, "height": 844}, color_scheme=theme)
+        page.goto(f"{url}?__theme={theme}")
+        page.locator("#generate").wait_for()
+        for control in ("#generate", "#stop", "#temperature", "#seconds", "#bundled"):
+            assert in_viewport(page, control), f"{control} below the fold at 390x844 ({theme})"
+        if theme == "dark":  # the page really is dark, and its text light
+            background, text = page.evaluate(
+                """() => [getComputedStyle(document.querySelector('gradio-app')).backgroundColor,
+                          getComputedStyle(document.querySelector('#temperature label span, #temperature span')).color]"""
+            )
+            channels = lambda css: [int(v) for v in css[css.index("(") + 1 : -1].split(",")[:3]]  # noqa: E731
+            assert sum(channels(background)) < 200 and sum(channels(text)) > 450, (background, text)
+        page.screenshot(path=str(ARTIFACTS / f"space_390x844_{theme}.png"))
+        page.close()
+    assert (ARTIFACTS / "space_390x844_dark.png").stat().st_size > 10_000
 
 
-def test_gradio_client_two_users_at_once_with_two_temperatures(space):
+def test_eight_users_at_once_each_get_their_own_seeded_piece(space):
     from gradio_client import Client
 
-    _, url = space
-    # Two clients (two sessions) submit at the same time; the queue runs them one after the
-    # other and each gets its own piece back.
-    jobs = {
-        temperature: Client(url, verbose=False).submit(
-            temperature,
-            0,
-            1.0,
-            5,
-            7,
-            False,
-            "(none: start from silence)",
-            None,
-            0,
-            False,
-            api_name="/compose",
+    from hf_music import generate_ids
+
+    app, url = space
+    model, tokenizer = app.model_and_tokenizer()
+    # Eight sessions submit together; the queue interleaves nothing it should not: each piece is
+    # exactly the one its seed and temperature give alone.
+    requests = [(1.0 + 0.5 * (user % 2), 20 + user) for user in range(8)]
+    jobs = [
+        Client(url, verbose=False).submit(
+            temperature, 0, 1.0, 5, seed, False, app.NO_PROMPT, None, 0, False, api_name="/compose"
         )
-        for temperature in (1.0, 1.5)
-    }
-    results = {}
-    for temperature, job in jobs.items():
-        audio, _, midi_path, facts, seed = job.result(timeout=120)
-        score = symusic.Score(midi_path)
-        assert (
-            score.note_num() > 0 and 1 <= score.to("second").end() <= 9
-        )  # 5 s of events (trailing silence has no MIDI event)
-        assert audio and Path(audio).stat().st_size > 5 * 22050  # ~5 s of 16-bit audio at least
-        assert seed == 7 and f"temperature {temperature:g}" in facts
-        results[temperature] = Path(midi_path).read_bytes()
-    assert results[1.0] != results[1.5]  # same seed, another temperature: another piece
+        for temperature, seed in requests
+    ]
+    results = [job.result(timeout=300) for job in jobs]  # all done before this process samples itself
+    for (temperature, seed), (audio, _, midi_path, facts, used_seed) in zip(requests, results, strict=True):
+        alone = generate_ids(model, tokenizer, None, max_new_tokens=app.MAX_NEW_TOKENS, max_seconds=5,
+                             seed=seed, temperature=temperature, top_p=1.0)[0]  # fmt: skip
+        expected, got = tokenizer.ids_to_notes(alone), tokenizer.midi_to_notes(midi_path)
+        assert used_seed == seed and f"temperature {temperature:g}" in facts
+        assert np.array_equal(got.pitch, expected.pitch) and np.allclose(got.onset, expected.onset)
+        assert Path(audio).stat().st_size > 5 * 44100 * 4  # 5 s of 16-bit stereo at least
+    assert app.demo._queue.max_size == app.QUEUE_LIMIT  # more waiting requests get Gradio's "busy"
+
+
+def test_audio_is_44k_stereo_at_minus_1_dbfs(space):
+    import wave
+
+    app, _ = space
+    *_, (audio, _, _, facts, _, _) = app.compose(
+        1.0, 0, 1.0, 3, 0, False, "scarlatti_sonata_k525", None, 4, False, None
+    )
+    with wave.open(audio) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 44100)
+        samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(float)
+    assert abs(20 * np.log10(np.abs(samples).max() / 32767) + 1) < 0.05
+    # Musicians' words: the prompt by title, in seconds and note names.
+    summary = (
+        r"continuing Domenico Scarlatti, Sonata K\. 525 \(\d\.\d s, \d+ notes from [A-G]#?\d to [A-G]#?\d\)"
+    )
+    assert re.search(summary, facts), facts
 
 
 def test_bad_midi_files_give_a_named_error_not_a_traceback(space):
@@ -127,7 +250,7 @@ def test_bad_midi_files_give_a_named_error_not_a_traceback(space):
     refused = {}
     for path in sorted(BAD_MIDI.iterdir()):
         try:
-            app.compose(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(path), 0, False, None)
+            list(app.compose(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(path), 0, False, None))
         except gr.Error as error:
             refused[path.name] = error.message
     # corrupted_unexpected_EOF.mid still parses (symusic reads up to the damage): it is continued.
@@ -135,6 +258,14 @@ def test_bad_midi_files_give_a_named_error_not_a_traceback(space):
     for name, message in refused.items():
         assert message.startswith(name + ": ")
     assert "no notes" in refused["no_notes.mid"] and "empty" in refused["zero_bytes.mid"]
+    # The page's version keeps the last result: every output but the message is left as it was.
+    (*outputs, message, ids, seed) = next(
+        app.compose_ui(
+            1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(BAD_MIDI / "no_notes.mid"), 0, False, None
+        )
+    )
+    assert "no_notes.mid: the file has no notes" in message and "kept" in message
+    assert all(isinstance(value, type(app.gr.skip())) for value in (*outputs, ids, seed))
 
 
 def test_uploads_over_the_size_cap_are_refused_by_name(space, tmp_path):
@@ -144,14 +275,15 @@ def test_uploads_over_the_size_cap_are_refused_by_name(space, tmp_path):
     big = tmp_path / "huge.mid"
     big.write_bytes(b"MThd" + bytes(app.MAX_UPLOAD_BYTES))
     with pytest.raises(gr.Error, match=r"huge\.mid is 1\.0 MB; the limit is 1 MB"):
-        app.compose(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(big), 0, False, None)
+        next(app.compose(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(big), 0, False, None))
 
 
 def test_without_a_soundfont_the_app_still_returns_midi_and_piano_roll(space, monkeypatch, tmp_path):
     app, _ = space
     monkeypatch.setenv("HF_MUSIC_SOUNDFONT", str(tmp_path / "no_such.sf2"))
-    audio, figure, midi_path, facts, ids, _ = app.compose(
+    *_, (audio, figure, midi_path, facts, ids, _) = app.compose(
         1.0, 0, 1.0, 3, 0, False, app.NO_PROMPT, None, 0, False, None
     )
     assert audio is None and "Audio unavailable" in facts and "no_such.sf2 does not exist" in facts
-    assert figure is not None and symusic.Score(midi_path).note_num() > 0 and len(ids) > 1
+    notes = app.model_and_tokenizer()[1].midi_to_notes(midi_path)
+    assert figure is not None and len(notes) > 0 and len(ids) > 1
