@@ -4,20 +4,27 @@
     python scripts/embed_default_model.py --checkpoint runs/gpu_default/best \\
         --evaluation runs/gpu_out/evaluation.json
 
-Writes weights, config, tokenizer, generation config, the model's code files (so the folder
-loads with plain transformers and trust_remote_code=True, like any checkpoint), training
-metrics, evaluation and the model card (CC BY-NC-SA 4.0: trained on MAESTRO). Refuses weights
-over --max_mib.
+Writes weights, config, tokenizer (tokenizer_config.json and the fast tokenizer.json), generation
+config, the package's current code files and custom_generate/ (so the folder loads with plain
+transformers and trust_remote_code=True, like any checkpoint), training metrics, evaluation and the
+model card (CC BY-NC-SA 4.0: trained on MAESTRO). Refuses weights over --max_mib. The files are
+byte copies of the checkpoint's except the tokenizer, code and card, which the package writes, so
+the embedded folder itself can be refreshed after a code change:
+
+    python scripts/embed_default_model.py --checkpoint hf_music/assets/default_model \\
+        --evaluation hf_music/assets/default_model/evaluation.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-from hf_music.hub import HubError, assemble_repo
+from hf_music.hub import CHECKPOINT_FILES, HubError, assemble_repo
 from hf_music.resources import DEFAULT_MODEL_DIR
 
 
@@ -39,14 +46,21 @@ def main(argv=None) -> int:
         return 2
     evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
     try:
-        folder = assemble_repo(
-            args.checkpoint, DEFAULT_MODEL_DIR, "hf_music/default_model", evaluation=evaluation,
-            embedded=True, title=args.title,
-        )  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            # Only the checkpoint's data files: code, custom_generate and card come from the package.
+            staged = Path(tmp) / "checkpoint"
+            staged.mkdir()
+            for name in (*CHECKPOINT_FILES, "tokenizer_config.json"):
+                if (Path(args.checkpoint) / name).is_file():
+                    shutil.copy2(Path(args.checkpoint) / name, staged / name)
+            folder = assemble_repo(
+                staged, DEFAULT_MODEL_DIR, "hf_music/default_model", evaluation=evaluation,
+                embedded=True, title=args.title,
+            )  # fmt: skip
     except HubError as error:
         print(f"embed_default_model: {error}", file=sys.stderr)
         return 2
-    size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
     print(f"embedded {args.checkpoint} in {folder} ({size:.1f} MB)")
     return 0
 
