@@ -308,8 +308,12 @@ def _with_whole_prompt(out, prompt: torch.Tensor, seen: int):
     return out
 
 
-def generate(model, *args, tokenizer=None, **kwargs):
+def generate(*args, model, tokenizer=None, **kwargs):
     """``model.generate`` with `PerformanceGrammarLogitsProcessor` added (transformers' custom_generate).
+
+    ``model`` is keyword-only: transformers calls ``generate(model=model, **arguments)`` for
+    ``custom_generate=...``, and installs ``partial(generate, model=model)`` as the model's
+    ``generate`` on loading, where the prompt may come positionally (``model.generate(ids)``).
 
     Takes what ``model.generate`` takes, plus ``max_polyphony``, ``max_silence_seconds`` and
     ``max_note_seconds`` (else from the generation_config, else 16, 2 s and 8 s) and ``tokenizer``
@@ -318,7 +322,7 @@ def generate(model, *args, tokenizer=None, **kwargs):
     output still starts with the whole prompt.
     """
     kwargs.pop("custom_generate", None)  # this function is the custom generate: no second one
-    prompt = args[0] if args else kwargs.pop("inputs", None)
+    prompt = args[0] if args else kwargs.pop("inputs", None)  # args: those of GenerationMixin.generate
     prompt = kwargs.pop("input_ids", None) if prompt is None else prompt
     layout = _layout_of_model(model, tokenizer)
     config = kwargs.get("generation_config") or model.generation_config

@@ -18,6 +18,7 @@ from transformers import AutoTokenizer
 
 import hf_music
 from hf_music import MidiReadError, MidiTokenizer
+from hf_music.resources import DEFAULT_MODEL_DIR
 
 STEP = 0.01
 TOLERANCE = STEP / 2 + 1e-6  # nearest-step rounding: at most half a step off
@@ -119,10 +120,12 @@ def test_fast_tokenizer_gives_midi_tokenizer_ids_on_maestro_mini(tmp_path, event
     import tokenizers
 
     texts, expected = event_texts
-    MidiTokenizer().save_pretrained(tmp_path)
-    raw = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    MidiTokenizer().save_pretrained(tmp_path)  # what every checkpoint gets; the embedded one has it
+    assert (tmp_path / "tokenizer.json").read_bytes() == (DEFAULT_MODEL_DIR / "tokenizer.json").read_bytes()
+    raw = tokenizers.Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
     assert [encoding.ids for encoding in raw.encode_batch(texts)] == expected
-    fast = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=False)
+    fast = AutoTokenizer.from_pretrained(DEFAULT_MODEL_DIR, trust_remote_code=False)
+    assert type(fast).__name__ == "TokenizersBackend" and fast.model_max_length == 2048
     assert fast(texts)["input_ids"] == expected
     assert sum(len(ids) for ids in expected) > 600_000
     decoded = fast.batch_decode(expected, skip_special_tokens=True)
@@ -170,10 +173,9 @@ def npm_install_tokenizers_js() -> None:
 def test_javascript_tokenizer_gives_the_same_ids_on_maestro_mini(tmp_path, event_texts):
     npm_install_tokenizers_js()
     texts, expected = event_texts
-    MidiTokenizer(model_max_length=2048).save_pretrained(tmp_path / "tok")
     (tmp_path / "texts.json").write_text(json.dumps(texts))
-    result = subprocess.run(
-        ["node", str(JS_DIR / "encode_events.mjs"), str(tmp_path / "tok"), str(tmp_path / "texts.json")],
+    result = subprocess.run(  # the embedded model's files, as a Hub user's browser would fetch them
+        ["node", str(JS_DIR / "encode_events.mjs"), str(DEFAULT_MODEL_DIR), str(tmp_path / "texts.json")],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
