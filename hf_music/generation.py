@@ -1,7 +1,8 @@
 """Sampling music: `generate_midi`, the grammar-aware LogitsProcessor and the sliding window.
 
 Generation runs through ``model.generate`` (KV cache, transformers' temperature / top-k /
-top-p / min-p warpers). Pieces longer than the model's context continue with a sliding
+top-p / min-p warpers) with the grammar of `hf_music.grammar` (a self-contained module that
+checkpoints also carry as ``custom_generate/generate.py``). Pieces longer than the model's context continue with a sliding
 window: the most recent half of the context re-primes the model, and the grammar state
 (which pitches are sounding) is carried over from the whole history.
 """
@@ -10,189 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
-
-
-def sounding_pitches(ids, tokenizer: MidiTokenizer) -> np.ndarray:
-    """Boolean mask of the 128 pitches still sounding after the id sequence (decoder's rules)."""
-    _, pitch, is_on = tokenizer.note_events(ids)
-    sounding = np.zeros(NUM_PITCHES, bool)
-    # The last event of each pitch decides: first occurrences in the reversed sequence.
-    pitches, last_from_end = np.unique(pitch[::-1], return_index=True)
-    sounding[pitches] = is_on[::-1][last_from_end]
-    return sounding
-
-
-def sounding_clock(ids, tokenizer: MidiTokenizer) -> tuple[np.ndarray, int]:
-    """Steps each pitch has sounded, and steps of silence, at the end of an id sequence.
-
-    Returns (held [NUM_PITCHES] int64: steps since each sounding pitch was struck, 0 for silent
-    pitches; silent: steps since the last note event when nothing sounds, else 0).
-    """
-    ids = np.asarray(ids, dtype=np.int64).ravel()
-    shift = ids - tokenizer.time_shift_offset
-    steps = np.cumsum(np.where((shift >= 0) & (shift < tokenizer.max_time_shift), shift + 1, 0))
-    now = int(steps[-1]) if len(steps) else 0
-    pos, pitch, is_on = tokenizer.note_events(ids)
-    struck = np.zeros(NUM_PITCHES, np.int64)
-    np.maximum.at(struck, pitch[is_on], steps[pos[is_on]])  # times never decrease: the last strike
-    sounding = sounding_pitches(ids, tokenizer)
-    held = np.where(sounding, now - struck, 0)
-    silent = 0 if sounding.any() else now - (int(steps[pos[-1]]) if len(pos) else 0)
-    return held, silent
-
-
-def grammar_violations(ids, tokenizer: MidiTokenizer) -> int:
-    """Number of ill-formed events: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch,
-    and <pad>/<bos> after the first token. The decoder tolerates them; a good model avoids them."""
-    ids = np.asarray(ids, dtype=np.int64).ravel()
-    events, pitch, is_on = tokenizer.note_events(ids)
-    order = np.lexsort((events, pitch))
-    pitch, on = pitch[order], is_on[order]
-    first_of_pitch = np.r_[True, pitch[1:] != pitch[:-1]]
-    previous_on = np.r_[False, on[:-1]] & ~first_of_pitch
-    bad_events = int(np.count_nonzero(on & previous_on) + np.count_nonzero(~on & ~previous_on))
-    misplaced = np.isin(ids[1:], [tokenizer.pad_token_id, tokenizer.bos_token_id])
-    return bad_events + int(np.count_nonzero(misplaced))
-
-
-class PerformanceGrammarLogitsProcessor(LogitsProcessor):
-    """Masks events that make no sense given the pitches sounding now.
-
-    Forbids NOTE_OFF of a silent pitch and NOTE_ON of a sounding pitch, every NOTE_ON once
-    ``max_polyphony`` pitches sound, TIME_SHIFTs that would stretch a silence (no pitch
-    sounding) past ``max_silence_seconds``, <pad>, <bos> and ids past the tokenizer's vocabulary
-    always, and <eos> unless ``allow_eos``. A note held ``max_note_seconds`` is released: only
-    the NOTE_OFFs of such notes are allowed until they are all off. Both clocks run on from the
-    prompt (or the earlier windows). Why the limits: MAESTRO pieces open with about a second of
-    silence, so at low temperatures a model kept choosing the longest TIME_SHIFT and never played
-    (T=0.5: 5 s of nothing for 3 seeds of 3), or held one key for ever (0.1% of MAESTRO's notes
-    last over 8.45 s).
-    The probability of a forbidden NOTE_OFF (NOTE_ON) moves to the allowed ones of that type, so
-    the model's rate of releases (strikes) is kept; it is dropped only when none is allowed.
-    The state of each row starts from ``history`` (full id rows, for a sliding window) or from
-    the first ``input_ids`` it sees, and is then updated with one token per step.
-    """
-
-    def __init__(
-        self,
-        tokenizer: MidiTokenizer,
-        max_polyphony: int | None = 16,
-        allow_eos: bool = False,
-        history: list[list[int]] | None = None,
-        max_silence_seconds: float | None = 2.0,
-        max_note_seconds: float | None = 8.0,
-    ):
-        self.tok = tokenizer
-        self.max_polyphony = max_polyphony
-        step = tokenizer.time_step
-        self.max_silence = None if max_silence_seconds is None else round(max_silence_seconds / step)
-        self.max_note = None if max_note_seconds is None else round(max_note_seconds / step)
-        self.allow_eos = allow_eos
-        self.history = history
-        self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES + 1) bool: sounding pitches
-        self.rows = self.pitch_of = self.starts = self.never = self.shift_of = self.silent = None
-        self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES + 1) step of each strike
-        self.seen = 0
-
-    def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
-        tok, device = self.tok, input_ids.device
-        # Per id (a model's vocabulary may be padded past the tokenizer's): the pitch it starts or
-        # ends, column NUM_PITCHES (scratch) for other ids, and whether it starts one. One step's
-        # update is then two lookups and a store.
-        size = max(vocab_size, len(tok))
-        ids, pitch, is_on = tok.note_events(np.arange(size))
-        pitch_of, starts = np.full(size, NUM_PITCHES), np.zeros(size, bool)
-        pitch_of[ids], starts[ids] = pitch, is_on
-        shift_of = np.zeros(size, np.int64)  # steps each TIME_SHIFT id advances, 0 for other ids
-        shift_of[tok.time_shift_offset : tok.velocity_offset] = np.arange(1, tok.max_time_shift + 1)
-        self.pitch_of, self.starts, self.shift_of = (
-            torch.from_numpy(pitch_of).to(device),
-            torch.from_numpy(starts).to(device),
-            torch.from_numpy(shift_of).to(device),
-        )
-        never = [tok.pad_token_id, tok.bos_token_id] + ([] if self.allow_eos else [tok.eos_token_id])
-        self.never = torch.tensor(never, device=device)  # on the device: no copy per step
-        rows = self.history if self.history is not None else input_ids.tolist()
-        if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
-            rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
-        state = np.zeros((len(rows), NUM_PITCHES + 1), bool)
-        state[:, :NUM_PITCHES] = [sounding_pitches(row, self.tok) for row in rows]
-        self.state = torch.from_numpy(state).to(device)
-        # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
-        clocks = [sounding_clock(row, self.tok) for row in rows]
-        struck = np.zeros(state.shape, np.int64)
-        struck[:, :NUM_PITCHES] = [-held for held, _ in clocks]
-        self.struck = torch.from_numpy(struck).to(device)
-        self.silent = torch.tensor([silent for _, silent in clocks], dtype=torch.long, device=device)
-        self.now = torch.zeros_like(self.silent)
-        self.rows = torch.arange(input_ids.shape[0], device=device)
-        self.seen = input_ids.shape[1]
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.state is None:
-            self._start(input_ids, scores.shape[-1])
-        for column in range(self.seen, input_ids.shape[1]):
-            token = input_ids[:, column]
-            self.state[self.rows, self.pitch_of[token]] = self.starts[token]
-            self.now += self.shift_of[token]
-            self.struck[self.rows, self.pitch_of[token]] = self.now
-            quiet = ~self.state[:, :NUM_PITCHES].any(dim=1)
-            self.silent = torch.where(self.starts[token], 0, self.silent + self.shift_of[token] * quiet)
-        self.seen = input_ids.shape[1]
-        sounding = self.state[:, :NUM_PITCHES]
-        strike_blocked = sounding
-        if self.max_polyphony is not None:
-            strike_blocked = sounding | (sounding.sum(dim=1, keepdim=True) >= self.max_polyphony)
-        # NOTE_ON and NOTE_OFF ids are one block: view them as (batch, 2 event types, 128 pitches).
-        first, last = self.tok.note_on_offset, self.tok.time_shift_offset
-        notes = scores[:, first:last].view(-1, 2, NUM_PITCHES)
-        allowed = notes.masked_fill(torch.stack((strike_blocked, ~sounding), dim=1), float("-inf"))
-        # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
-        # to the allowed events of the same type. A small model that means "release a key" but
-        # names a silent one then still releases one, instead of holding every note longer.
-        total = torch.logsumexp(notes, dim=2, keepdim=True)
-        kept = torch.logsumexp(allowed, dim=2, keepdim=True)
-        shift = torch.where(kept > float("-inf"), total - kept, 0.0)
-        out = scores.clone()
-        out[:, first:last] = (allowed + shift).view(-1, 2 * NUM_PITCHES)
-        out[:, self.never] = float("-inf")
-        out[:, len(self.tok) :] = float("-inf")  # ids of a padded vocabulary mean nothing
-        self._limit_time_shifts(out, sounding)
-        return out
-
-    def _limit_time_shifts(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
-        """No TIME_SHIFT may carry a silence or a held note past its limit; overlong notes are released."""
-        if self.max_silence is None and self.max_note is None:
-            return
-        budget = torch.full_like(self.now, torch.iinfo(torch.long).max)
-        if self.max_silence is not None:
-            budget = torch.where(sounding.any(dim=1), budget, self.max_silence - self.silent)
-        if self.max_note is not None:
-            held = (self.now[:, None] - self.struck[:, :NUM_PITCHES]).masked_fill(~sounding, 0)
-            budget = torch.minimum(budget, self.max_note - held.max(dim=1).values)
-        first, last = self.tok.time_shift_offset, self.tok.velocity_offset
-        out[:, first:last] = out[:, first:last].masked_fill(
-            self.shift_of[first:last] > budget[:, None], float("-inf")
-        )
-        if self.max_note is not None:
-            self._release_overlong(out, sounding & (held >= self.max_note), self.tok.note_off_offset, first)
-
-    @staticmethod
-    def _release_overlong(out: torch.Tensor, overlong: torch.Tensor, first: int, last: int) -> None:
-        """Rows holding notes for max_note steps may only release them (in the model's odds)."""
-        rows = overlong.any(dim=1)
-        if not rows.any():
-            return
-        offs = out[rows, first:last].masked_fill(~overlong[rows], float("-inf"))
-        # A row whose model gives every overlong NOTE_OFF zero probability releases them evenly.
-        evenly = torch.zeros_like(offs).masked_fill(~overlong[rows], float("-inf"))
-        offs = torch.where(torch.isinf(offs).all(dim=1, keepdim=True), evenly, offs)
-        out[rows] = float("-inf")
-        out[rows, first:last] = offs
+from .grammar import PerformanceGrammarLogitsProcessor, grammar_violations, sounding_clock, sounding_pitches
+from .tokenization_music_transformer import MidiTokenizer, PerformanceNotes
 
 
 def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
@@ -485,6 +308,7 @@ __all__ = [
     "generate_midi",
     "grammar_violations",
     "prompt_to_ids",
+    "sounding_clock",
     "sounding_pitches",
     "time_steps",
 ]

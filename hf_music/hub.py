@@ -12,6 +12,7 @@ scripts/evaluate.py), with evaluations given here added to it. ``HF_TOKEN`` and
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -19,17 +20,19 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
+from .modeling_music_transformer import CUSTOM_GENERATE_DIR, write_custom_generate
 from .resources import ASSETS
 from .run_record import RECORD_FILE, Corpus, Evaluation, RunRecord, RunRecordError
+from .tokenization_music_transformer import MidiTokenizer
 
 MODEL_CARD_TEMPLATE = ASSETS / "model_card.md"
-# Files of a save_pretrained checkpoint that belong in a Hub repo (code files are added by suffix).
+# Files of a save_pretrained checkpoint that belong in a Hub repo, copied as they are. The tokenizer's
+# files (tokenizer_config.json, tokenizer.json) are written anew by MidiTokenizer.save_pretrained, so
+# that older checkpoints gain the fast tokenizer and model_max_length = the model's context.
 CHECKPOINT_FILES = (
     "config.json",
     "generation_config.json",
     "model.safetensors",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
 )
 # The model's own code, copied from the package when a checkpoint folder lacks it (trust_remote_code).
 CODE_FILES = (
@@ -231,10 +234,17 @@ def assemble_repo(
     for name in CHECKPOINT_FILES:
         if (folder / name).is_file():
             shutil.copy2(folder / name, out / name)
+    write_tokenizer(folder, out)
+    if not include_code:
+        (out / CODE_FILES[2]).unlink(missing_ok=True)  # save_pretrained writes the tokenizer's code
     if include_code:
         package = Path(__file__).resolve().parent
         for name in CODE_FILES:
             shutil.copy2(folder / name if (folder / name).is_file() else package / name, out / name)
+        if (folder / CUSTOM_GENERATE_DIR / "generate.py").is_file():
+            shutil.copytree(folder / CUSTOM_GENERATE_DIR, out / CUSTOM_GENERATE_DIR)
+        else:
+            write_custom_generate(out)
     record.with_evaluations(list(evaluations)).save(out)
     if samples:
         (out / "samples").mkdir()
@@ -242,6 +252,13 @@ def assemble_repo(
             shutil.copy2(sample, out / "samples" / Path(sample).name)
     card.save(out / "README.md")
     return out
+
+
+def write_tokenizer(checkpoint: Path, out: Path) -> None:
+    """The checkpoint's tokenizer saved into OUT: tokenizer_config.json (model_max_length = the model's
+    context) and the fast tokenizer's tokenizer.json."""
+    context = json.loads((checkpoint / "config.json").read_text())["n_positions"]
+    MidiTokenizer.from_pretrained(checkpoint, model_max_length=context).save_pretrained(out)
 
 
 def push_to_hub(

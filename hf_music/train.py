@@ -258,14 +258,16 @@ def fsync_tree(folder: Path) -> None:
 
 
 def export_model(accelerator, model, tokenizer, folder: Path, record: RunRecord):
-    """save_pretrained (safetensors, tokenizer, code files) and the run record to a temporary
-    folder, then swap it in."""
+    """save_pretrained (weights, tokenizer, code, custom_generate) and the run record to a
+    temporary folder, then swap it in."""
     if not accelerator.is_main_process:
         return
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    model = accelerator.unwrap_model(model)
+    model.save_pretrained(tmp, safe_serialization=True)  # with custom_generate/ (the grammar)
+    tokenizer.model_max_length = model.config.n_positions  # what the checkpoint's users may prompt with
+    tokenizer.save_pretrained(tmp)  # tokenizer_config.json and the fast tokenizer.json
     record.save(tmp)
     fsync_tree(tmp)
     shutil.rmtree(folder, ignore_errors=True)

@@ -77,6 +77,9 @@ def test_card_metadata_and_model_index_equal_the_run_record(dry_run_folder, run_
         f"{training.best_validation_nats_per_token:.4f} nats/token",
         f"| processes / device | 1 / {training.device} |",
         'from_pretrained("someone/music-transformer", trust_remote_code=True)',
+        'AutoTokenizer.from_pretrained("someone/music-transformer", trust_remote_code=False)',
+        'pipeline("text-generation", model=model, tokenizer=tokenizer)',
+        'custom_generate="someone/music-transformer", trust_remote_code=True',
         "## Limitations",
         "Music Transformer: Generating Music with Long-Term Structure",
         "This Time with Feeling",
@@ -90,7 +93,8 @@ def test_dry_run_folder_has_every_file_and_loads_without_hf_music(dry_run_folder
     assert {
         "README.md", "config.json", "generation_config.json", "model.safetensors", "tokenizer_config.json",
         "run_record.json", "configuration_music_transformer.py", "modeling_music_transformer.py",
-        "tokenization_music_transformer.py", "samples/scarlatti_sonata_k525.mid",
+        "tokenization_music_transformer.py", "samples/scarlatti_sonata_k525.mid", "tokenizer.json",
+        "custom_generate/generate.py", "custom_generate/requirements.txt",
     } <= names  # fmt: skip
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in names)  # safetensors only
     copy = shutil.copytree(dry_run_folder, tmp_path / "anywhere")

@@ -70,7 +70,10 @@ def test_model_is_gpt2_with_sdpa_and_forward_loss(checkpoint):
 def test_auto_classes_after_import(checkpoint):
     assert isinstance(AutoConfig.from_pretrained(checkpoint), MusicTransformerConfig)
     assert isinstance(AutoModelForCausalLM.from_pretrained(checkpoint), MusicTransformerForCausalLM)
-    assert isinstance(AutoTokenizer.from_pretrained(checkpoint), MidiTokenizer)
+    # AutoTokenizer gives the fast tokenizer of tokenizer.json (hf_music or not); MidiTokenizer its class.
+    fast, slow = AutoTokenizer.from_pretrained(checkpoint), MidiTokenizer.from_pretrained(checkpoint)
+    assert type(fast).__name__ == "TokenizersBackend" and isinstance(slow, MidiTokenizer)
+    assert fast("NOTE_ON_60 TIME_SHIFT_7").input_ids == slow("NOTE_ON_60 TIME_SHIFT_7").input_ids
     assert isinstance(AutoConfig.for_model("music_transformer"), MusicTransformerConfig)
 
 

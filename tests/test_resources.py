@@ -38,6 +38,8 @@ def test_embedded_checkpoint_is_a_small_complete_checkpoint():
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "generation_config.json"} <= names
     assert {"README.md", "run_record.json"} <= names
     assert set(CODE_FILES) <= names  # like any checkpoint: loadable with trust_remote_code
+    assert {"tokenizer.json", "custom_generate"} <= names  # the fast tokenizer and the grammar for Hub users
+    assert json.loads((DEFAULT_MODEL_DIR / "tokenizer_config.json").read_text())["model_max_length"] == 2048
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]  # safetensors only
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 16 * 2**20
 

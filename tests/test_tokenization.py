@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,7 @@ from transformers import AutoTokenizer
 
 import hf_music
 from hf_music import MidiReadError, MidiTokenizer
+from hf_music.resources import DEFAULT_MODEL_DIR
 
 STEP = 0.01
 TOLERANCE = STEP / 2 + 1e-6  # nearest-step rounding: at most half a step off
@@ -68,26 +73,115 @@ def test_constructor_arguments_change_vocabulary_and_survive_save(tmp_path):
 
 def test_text_form_padding_batching(tokenizer):
     enc = tokenizer("NOTE_ON_60 TIME_SHIFT_50 NOTE_OFF_60")
-    assert enc["input_ids"] == [1, 3 + 60, 259 + 49, 131 + 60, 2]
+    assert enc["input_ids"] == [1, 3 + 60, 259 + 49, 131 + 60]  # <bos>, no <eos>: a prompt goes on
     batch = tokenizer(
         ["NOTE_ON_60", "NOTE_ON_60 TIME_SHIFT_1 NOTE_OFF_60"], padding=True, return_tensors="pt"
     )
-    assert batch["input_ids"].shape == (2, 5)
-    assert batch["input_ids"][0].tolist() == [1, 63, 2, 0, 0]
-    assert batch["attention_mask"][0].tolist() == [1, 1, 1, 0, 0]
-    padded = tokenizer.pad({"input_ids": [[1, 63, 2], [1, 63, 259, 191, 2]]}, padding="longest")
-    assert padded["input_ids"][0] == [1, 63, 2, 0, 0]
+    assert batch["input_ids"].shape == (2, 4)
+    assert batch["input_ids"][0].tolist() == [0, 0, 1, 63]  # left padding, for generation
+    assert batch["attention_mask"][0].tolist() == [0, 0, 1, 1]
+    padded = tokenizer.pad({"input_ids": [[1, 63], [1, 63, 259, 191]]}, padding="longest")
+    assert padded["input_ids"][0] == [0, 0, 1, 63]
     texts = tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)
-    assert texts == ["NOTE_ON_60", "NOTE_ON_60 TIME_SHIFT_1 NOTE_OFF_60"]
+    # Each event decodes with its leading space: a continuation appended to its prompt stays separated.
+    assert texts == [" NOTE_ON_60", " NOTE_ON_60 TIME_SHIFT_1 NOTE_OFF_60"]
+    assert "NOTE_ON_60" + tokenizer.decode([259, 191]) == "NOTE_ON_60 TIME_SHIFT_1 NOTE_OFF_60"
     with pytest.raises(ValueError, match="unknown event 'NOTE_ON_999'"):
         tokenizer("NOTE_ON_999")
 
 
-def test_auto_tokenizer_round_trip(tmp_path, tokenizer):
+def test_training_pieces_still_get_bos_and_eos(tokenizer, maestro_files):
+    ids = tokenizer.encode_midi(maestro_files[0])
+    assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.eos_token_id not in ids[1:-1]
+
+
+def test_auto_tokenizer_loads_the_fast_tokenizer_and_midi_tokenizer_its_class(tmp_path, tokenizer):
     tokenizer.save_pretrained(tmp_path)
-    loaded = AutoTokenizer.from_pretrained(tmp_path)
-    assert isinstance(loaded, MidiTokenizer)
-    assert loaded("NOTE_ON_60")["input_ids"] == [1, 63, 2]
+    assert (tmp_path / "tokenizer.json").is_file()
+    fast = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=False)
+    assert type(fast).__name__ == "TokenizersBackend"  # transformers' own class: no code from the folder
+    slow = MidiTokenizer.from_pretrained(tmp_path)
+    assert isinstance(slow, MidiTokenizer)
+    assert fast("NOTE_ON_60")["input_ids"] == slow("NOTE_ON_60")["input_ids"] == [1, 63]
+    assert fast.get_vocab() == slow.get_vocab()
+    assert (fast.padding_side, fast.truncation_side) == ("left", "left")
+
+
+@pytest.fixture(scope="module")
+def event_texts(maestro_files) -> tuple[list[str], list[list[int]]]:
+    """Every maestro-mini file as event text, with MidiTokenizer's ids for that text."""
+    tok = MidiTokenizer()
+    texts = [" ".join(tok.convert_ids_to_tokens(tok.encode_midi(path)[1:-1])) for path in maestro_files]
+    return texts, [tok(text)["input_ids"] for text in texts]
+
+
+def test_fast_tokenizer_gives_midi_tokenizer_ids_on_maestro_mini(tmp_path, event_texts):
+    import tokenizers
+
+    texts, expected = event_texts
+    MidiTokenizer().save_pretrained(tmp_path)  # what every checkpoint gets; the embedded one has it
+    assert (tmp_path / "tokenizer.json").read_bytes() == (DEFAULT_MODEL_DIR / "tokenizer.json").read_bytes()
+    raw = tokenizers.Tokenizer.from_file(str(DEFAULT_MODEL_DIR / "tokenizer.json"))
+    assert [encoding.ids for encoding in raw.encode_batch(texts)] == expected
+    fast = AutoTokenizer.from_pretrained(DEFAULT_MODEL_DIR, trust_remote_code=False)
+    assert type(fast).__name__ == "TokenizersBackend" and fast.model_max_length == 2048
+    assert fast(texts)["input_ids"] == expected
+    assert sum(len(ids) for ids in expected) > 600_000
+    decoded = fast.batch_decode(expected, skip_special_tokens=True)
+    assert (
+        decoded
+        == [" " + text for text in texts]
+        == MidiTokenizer().batch_decode(expected, skip_special_tokens=True)
+    )
+    with pytest.raises(Exception, match="UNK"):  # an unknown event is an error there too
+        raw.encode("NOTE_ON_999")
+
+
+def test_over_long_prompts_keep_their_most_recent_events(tmp_path, event_texts):
+    MidiTokenizer(model_max_length=512).save_pretrained(tmp_path)
+    text = event_texts[0][0]
+    for tok in (
+        MidiTokenizer.from_pretrained(tmp_path),
+        AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=False),
+    ):
+        assert tok.model_max_length == 512
+        ids = tok(text, truncation=True)["input_ids"]
+        assert len(ids) == 512 and ids[0] == tok.bos_token_id
+        assert ids[1:] == tok(text)["input_ids"][-511:]
+
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+
+def npm_install_tokenizers_js() -> None:
+    """@huggingface/tokenizers into tests/js/node_modules (git-ignored), once."""
+    for program in ("node", "npm"):
+        if shutil.which(program) is None:
+            pytest.fail(
+                f"{program} not found: the JavaScript check of tokenizer.json needs Node.js and npm "
+                "(Debian: apt-get install nodejs npm, or bash scripts/install_system_packages.sh)"
+            )
+    if not (JS_DIR / "node_modules" / "@huggingface" / "tokenizers" / "package.json").is_file():
+        result = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--no-package-lock"],
+            cwd=JS_DIR, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, f"npm install in {JS_DIR} failed: {result.stderr[-2000:]}"
+
+
+def test_javascript_tokenizer_gives_the_same_ids_on_maestro_mini(tmp_path, event_texts):
+    npm_install_tokenizers_js()
+    texts, expected = event_texts
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    result = subprocess.run(  # the embedded model's files, as a Hub user's browser would fetch them
+        ["node", str(JS_DIR / "encode_events.mjs"), str(DEFAULT_MODEL_DIR), str(tmp_path / "texts.json")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["ids"] == expected
+    assert out["decoded"] == [" " + text for text in texts]
 
 
 # ---------------------------------------------------------------- encoding rules

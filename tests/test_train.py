@@ -157,8 +157,8 @@ def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
     pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI).save(tmp_path / "mini.tokens.npz")
     out = tmp_path / "budget"
     train(
-        out, "--tokens_file", pack, "--max_minutes", 0.4, "--warmup_steps", 40, "--num_evaluations", 2,
-        "--batch_size", 4, "--max_eval_batches", 4, "--augment",
+        out, "--tokens_file", pack, "--max_minutes", 0.6, "--warmup_steps", 40, "--num_evaluations", 2,
+        "--batch_size", 4, "--max_eval_batches", 2, "--augment",
     )  # fmt: skip
     record = RunRecord.load(out)
     steps = record.training.max_steps

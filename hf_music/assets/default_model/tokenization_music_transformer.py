@@ -15,11 +15,15 @@ nearest step. All non-drum tracks are merged; drums are dropped.
 
 This file is copied into checkpoints by ``save_pretrained`` for ``trust_remote_code``: it uses
 relative imports only and imports symusic inside ``try`` so that a missing package is reported
-when MIDI is used, not when the tokenizer is loaded.
+when MIDI is used, not when the tokenizer is loaded. ``save_pretrained`` also writes the text side
+as a 🤗 tokenizers ``tokenizer.json`` (word level over the event names), which
+``AutoTokenizer.from_pretrained`` loads as a fast tokenizer without running this file, and which
+transformers.js reads as well.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import NamedTuple
 
@@ -32,6 +36,10 @@ except ImportError:  # reported by _require_symusic() when MIDI is actually read
     symusic = None
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>")
+FAST_TOKENIZER_FILE = "tokenizer.json"
+# What tokenizer_config.json names for loaders without this file: transformers' own fast tokenizer
+# class over tokenizer.json (auto_map still names MidiTokenizer for trust_remote_code).
+FAST_TOKENIZER_CLASS = "TokenizersBackend"
 NUM_PITCHES = 128
 # 120 quarter notes per minute and 500 ticks per quarter: one tick is exactly one millisecond.
 _TICKS_PER_QUARTER = 500
@@ -224,8 +232,12 @@ class MidiTokenizer(PreTrainedTokenizer):
         sustain_pedal: extend note releases to the sustain pedal's release (CC64 >= 64), as
             Magenta and the Music Transformer do.
 
-    The text form is space-separated event names: ``tok("NOTE_ON_60 TIME_SHIFT_50 NOTE_OFF_60")``.
-    For MIDI use :meth:`encode_midi` and :meth:`decode_midi`.
+    The text form is space-separated event names: ``tok("NOTE_ON_60 TIME_SHIFT_50 NOTE_OFF_60")``
+    gives ``<bos>`` and the events (no ``<eos>``: a prompt is to be continued), and decoding writes
+    each event with a leading space, as GPT-2's tokens carry theirs, so that a continuation decoded
+    on its own and appended to its prompt (what ``pipeline("text-generation")`` does) stays
+    space-separated. Padding and truncation are on the left, for generation. For MIDI use
+    :meth:`encode_midi` and :meth:`decode_midi` (training pieces get ``<bos>`` and ``<eos>`` there).
     """
 
     vocab_files_names: dict[str, str] = {}  # the vocabulary follows from the arguments alone
@@ -264,7 +276,9 @@ class MidiTokenizer(PreTrainedTokenizer):
         ]
         self._token_to_id = {tok: i for i, tok in enumerate(self._id_to_token)}
         # Pattern is not saved by transformers, so it is set here on every construction.
-        kwargs.setdefault("special_tokens_pattern", "bos_eos")
+        kwargs.setdefault("special_tokens_pattern", "bos")
+        kwargs.setdefault("padding_side", "left")
+        kwargs.setdefault("truncation_side", "left")  # an over-long prompt keeps its most recent events
         super().__init__(
             time_resolution_ms=self.time_resolution_ms,
             max_time_shift=self.max_time_shift,
@@ -303,10 +317,55 @@ class MidiTokenizer(PreTrainedTokenizer):
         return self._id_to_token[index]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
-        return " ".join(tokens)
+        return "".join(" " + token for token in tokens)
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str, ...]:
         return ()  # tokenizer_config.json holds every argument the vocabulary is built from
+
+    def fast_tokenizer(self):
+        """The text side as a 🤗 ``tokenizers.Tokenizer``: the same ids for event text, no Python code.
+
+        Word level over the event names after whitespace splitting, ``<bos>`` in front (no ``<eos>``),
+        a leading space per decoded event (as :meth:`convert_tokens_to_string`). No padding here
+        (tokenizer_config.json tells transformers to pad on the left). An unknown event is an error there too (tokenizers names it "Missing [UNK] token").
+        """
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+
+        fast = Tokenizer(models.WordLevel(vocab=dict(self._token_to_id), unk_token=None))
+        fast.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        fast.add_special_tokens(list(SPECIAL_TOKENS))
+        fast.post_processor = processors.TemplateProcessing(
+            single=f"{self.bos_token} $A",
+            pair=f"{self.bos_token} $A $B",
+            special_tokens=[(self.bos_token, self.bos_token_id)],
+        )
+        fast.decoder = decoders.Replace(Regex("^"), " ")
+        return fast
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Saves tokenizer_config.json (and the code, for trust_remote_code) plus ``tokenizer.json``.
+
+        tokenizer_config.json names transformers' fast tokenizer class, so that plain
+        ``AutoTokenizer.from_pretrained`` reads tokenizer.json without running code from the folder;
+        its ``auto_map`` keeps MidiTokenizer for ``trust_remote_code=True`` (MIDI in and out).
+        """
+        files = super().save_pretrained(save_directory, *args, **kwargs)
+        fast_file = os.path.join(save_directory, FAST_TOKENIZER_FILE)
+        self.fast_tokenizer().save(fast_file)
+        config_file = os.path.join(save_directory, "tokenizer_config.json")
+        with open(config_file, encoding="utf-8") as fh:
+            config = json.load(fh)
+        config.update(
+            tokenizer_class=FAST_TOKENIZER_CLASS,
+            add_bos_token=True,
+            add_eos_token=False,
+            clean_up_tokenization_spaces=False,
+        )
+        for loading_detail in ("special_tokens_pattern", "is_local", "local_files_only"):  # not settings
+            config.pop(loading_detail, None)
+        with open(config_file, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        return (*files, fast_file)
 
     # ------------------------------------------------------------------ MIDI -> ids
     @property

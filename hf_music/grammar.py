@@ -1,0 +1,360 @@
+"""Grammar-aware sampling over performance events: the LogitsProcessor and a `generate` for the Hub.
+
+This module is self-contained (numpy, torch and transformers only, no hf_music): when a checkpoint
+is saved it is copied verbatim into ``custom_generate/generate.py``, so that Hub users without
+hf_music sample with the same grammar. transformers 5 runs it in place of ``model.generate`` when
+the model is loaded with ``trust_remote_code=True`` from a folder or repo that carries it, or when
+asked for: ``model.generate(ids, custom_generate=folder_or_repo, trust_remote_code=True)``.
+
+The vocabulary is read from the token names (``NOTE_ON_p``, ``NOTE_OFF_p``, ``TIME_SHIFT_k``,
+``VELOCITY_b``, ``<pad> <bos> <eos>``), so any tokenizer of the checkpoint serves: hf_music's
+MidiTokenizer or the fast tokenizer that plain ``AutoTokenizer`` loads from tokenizer.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList
+
+NUM_PITCHES = 128
+logger = logging.getLogger(__name__)
+
+
+class EventLayout(NamedTuple):
+    """Where the performance events sit in a vocabulary (four contiguous blocks, as MidiTokenizer's)."""
+
+    note_on_offset: int
+    note_off_offset: int
+    time_shift_offset: int
+    velocity_offset: int
+    max_time_shift: int
+    time_step: float  # seconds per TIME_SHIFT step
+    pad_token_id: int
+    bos_token_id: int
+    eos_token_id: int
+    size: int  # ids in the vocabulary
+
+    @classmethod
+    def of(cls, tokenizer) -> EventLayout:
+        """The layout of a tokenizer (slow or fast; an EventLayout is returned as it is)."""
+        if isinstance(tokenizer, EventLayout):
+            return tokenizer
+        resolution_ms = getattr(tokenizer, "time_resolution_ms", None)
+        if resolution_ms is None:  # a fast tokenizer keeps tokenizer_config.json's fields here
+            resolution_ms = getattr(tokenizer, "init_kwargs", {}).get("time_resolution_ms", 10)
+        return cls.from_vocab(tokenizer.get_vocab(), resolution_ms / 1000.0)
+
+    @classmethod
+    def from_vocab(cls, vocab: dict[str, int], time_step: float) -> EventLayout:
+        def block(prefix: str, first: int) -> tuple[int, int]:
+            ids = [vocab.get(f"{prefix}{k}") for k in range(first, first + len(vocab))]
+            count = ids.index(None) if None in ids else len(ids)
+            if count == 0 or ids[:count] != list(range(ids[0], ids[0] + count)):
+                raise ValueError(f"not a performance-event vocabulary: no contiguous {prefix}* block")
+            return ids[0], count
+
+        note_on, pitches = block("NOTE_ON_", 0)
+        note_off, _ = block("NOTE_OFF_", 0)
+        shift, max_shift = block("TIME_SHIFT_", 1)
+        velocity, _ = block("VELOCITY_", 0)
+        if pitches != NUM_PITCHES or note_off != note_on + NUM_PITCHES or shift != note_off + NUM_PITCHES:
+            raise ValueError("not a performance-event vocabulary: NOTE_ON, NOTE_OFF, TIME_SHIFT out of order")
+        specials = [vocab.get(name) for name in ("<pad>", "<bos>", "<eos>")]
+        if None in specials:
+            raise ValueError("not a performance-event vocabulary: it needs <pad>, <bos> and <eos>")
+        return cls(note_on, note_off, shift, velocity, max_shift, time_step, *specials, len(vocab))
+
+    def note_events(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, pitches and is-NOTE_ON flags of the NOTE_ON / NOTE_OFF events in an id sequence."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        pos = np.flatnonzero((ids >= self.note_on_offset) & (ids < self.time_shift_offset))
+        return pos, (ids[pos] - self.note_on_offset) % NUM_PITCHES, ids[pos] < self.note_off_offset
+
+
+def sounding_pitches(ids, tokenizer) -> np.ndarray:
+    """Boolean mask of the 128 pitches still sounding after the id sequence (decoder's rules)."""
+    _, pitch, is_on = EventLayout.of(tokenizer).note_events(ids)
+    sounding = np.zeros(NUM_PITCHES, bool)
+    # The last event of each pitch decides: first occurrences in the reversed sequence.
+    pitches, last_from_end = np.unique(pitch[::-1], return_index=True)
+    sounding[pitches] = is_on[::-1][last_from_end]
+    return sounding
+
+
+def sounding_clock(ids, tokenizer) -> tuple[np.ndarray, int]:
+    """Steps each pitch has sounded, and steps of silence, at the end of an id sequence.
+
+    Returns (held [NUM_PITCHES] int64: steps since each sounding pitch was struck, 0 for silent
+    pitches; silent: steps since the last note event when nothing sounds, else 0).
+    """
+    layout = EventLayout.of(tokenizer)
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    shift = ids - layout.time_shift_offset
+    steps = np.cumsum(np.where((shift >= 0) & (shift < layout.max_time_shift), shift + 1, 0))
+    now = int(steps[-1]) if len(steps) else 0
+    pos, pitch, is_on = layout.note_events(ids)
+    struck = np.zeros(NUM_PITCHES, np.int64)
+    np.maximum.at(struck, pitch[is_on], steps[pos[is_on]])  # times never decrease: the last strike
+    sounding = sounding_pitches(ids, layout)
+    held = np.where(sounding, now - struck, 0)
+    silent = 0 if sounding.any() else now - (int(steps[pos[-1]]) if len(pos) else 0)
+    return held, silent
+
+
+def grammar_violations(ids, tokenizer) -> int:
+    """Number of ill-formed events: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch,
+    and <pad>/<bos> after the first token. The decoder tolerates them; a good model avoids them."""
+    layout = EventLayout.of(tokenizer)
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    events, pitch, is_on = layout.note_events(ids)
+    order = np.lexsort((events, pitch))
+    pitch, on = pitch[order], is_on[order]
+    first_of_pitch = np.r_[True, pitch[1:] != pitch[:-1]]
+    previous_on = np.r_[False, on[:-1]] & ~first_of_pitch
+    bad_events = int(np.count_nonzero(on & previous_on) + np.count_nonzero(~on & ~previous_on))
+    misplaced = np.isin(ids[1:], [layout.pad_token_id, layout.bos_token_id])
+    return bad_events + int(np.count_nonzero(misplaced))
+
+
+class PerformanceGrammarLogitsProcessor(LogitsProcessor):
+    """Masks events that make no sense given the pitches sounding now.
+
+    Forbids NOTE_OFF of a silent pitch and NOTE_ON of a sounding pitch, every NOTE_ON once
+    ``max_polyphony`` pitches sound, TIME_SHIFTs that would stretch a silence (no pitch
+    sounding) past ``max_silence_seconds``, <pad>, <bos> and ids past the tokenizer's vocabulary
+    always, and <eos> unless ``allow_eos``. A note held ``max_note_seconds`` is released: only
+    the NOTE_OFFs of such notes are allowed until they are all off. Both clocks run on from the
+    prompt (or the earlier windows). Why the limits: MAESTRO pieces open with about a second of
+    silence, so at low temperatures a model kept choosing the longest TIME_SHIFT and never played
+    (T=0.5: 5 s of nothing for 3 seeds of 3), or held one key for ever (0.1% of MAESTRO's notes
+    last over 8.45 s).
+    The probability of a forbidden NOTE_OFF (NOTE_ON) moves to the allowed ones of that type, so
+    the model's rate of releases (strikes) is kept; it is dropped only when none is allowed.
+    The state of each row starts from ``history`` (full id rows, for a sliding window) or from
+    the first ``input_ids`` it sees, and is then updated with one token per step.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        max_polyphony: int | None = 16,
+        allow_eos: bool = False,
+        history: list[list[int]] | None = None,
+        max_silence_seconds: float | None = 2.0,
+        max_note_seconds: float | None = 8.0,
+    ):
+        self.tok = EventLayout.of(tokenizer)
+        self.max_polyphony = max_polyphony
+        step = self.tok.time_step
+        self.max_silence = None if max_silence_seconds is None else round(max_silence_seconds / step)
+        self.max_note = None if max_note_seconds is None else round(max_note_seconds / step)
+        self.allow_eos = allow_eos
+        self.history = history
+        self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES + 1) bool: sounding pitches
+        self.rows = self.pitch_of = self.starts = self.never = self.shift_of = self.silent = None
+        self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES + 1) step of each strike
+        self.seen = 0
+
+    def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
+        tok, device = self.tok, input_ids.device
+        # Per id (a model's vocabulary may be padded past the tokenizer's): the pitch it starts or
+        # ends, column NUM_PITCHES (scratch) for other ids, and whether it starts one. One step's
+        # update is then two lookups and a store.
+        size = max(vocab_size, tok.size)
+        ids, pitch, is_on = tok.note_events(np.arange(size))
+        pitch_of, starts = np.full(size, NUM_PITCHES), np.zeros(size, bool)
+        pitch_of[ids], starts[ids] = pitch, is_on
+        shift_of = np.zeros(size, np.int64)  # steps each TIME_SHIFT id advances, 0 for other ids
+        shift_of[tok.time_shift_offset : tok.velocity_offset] = np.arange(1, tok.max_time_shift + 1)
+        self.pitch_of, self.starts, self.shift_of = (
+            torch.from_numpy(pitch_of).to(device),
+            torch.from_numpy(starts).to(device),
+            torch.from_numpy(shift_of).to(device),
+        )
+        never = [tok.pad_token_id, tok.bos_token_id] + ([] if self.allow_eos else [tok.eos_token_id])
+        self.never = torch.tensor(never, device=device)  # on the device: no copy per step
+        rows = self.history if self.history is not None else input_ids.tolist()
+        if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
+            rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
+        state = np.zeros((len(rows), NUM_PITCHES + 1), bool)
+        state[:, :NUM_PITCHES] = [sounding_pitches(row, self.tok) for row in rows]
+        self.state = torch.from_numpy(state).to(device)
+        # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
+        clocks = [sounding_clock(row, self.tok) for row in rows]
+        struck = np.zeros(state.shape, np.int64)
+        struck[:, :NUM_PITCHES] = [-held for held, _ in clocks]
+        self.struck = torch.from_numpy(struck).to(device)
+        self.silent = torch.tensor([silent for _, silent in clocks], dtype=torch.long, device=device)
+        self.now = torch.zeros_like(self.silent)
+        self.rows = torch.arange(input_ids.shape[0], device=device)
+        self.seen = input_ids.shape[1]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.state is None:
+            self._start(input_ids, scores.shape[-1])
+        for column in range(self.seen, input_ids.shape[1]):
+            token = input_ids[:, column]
+            self.state[self.rows, self.pitch_of[token]] = self.starts[token]
+            self.now += self.shift_of[token]
+            self.struck[self.rows, self.pitch_of[token]] = self.now
+            quiet = ~self.state[:, :NUM_PITCHES].any(dim=1)
+            self.silent = torch.where(self.starts[token], 0, self.silent + self.shift_of[token] * quiet)
+        self.seen = input_ids.shape[1]
+        sounding = self.state[:, :NUM_PITCHES]
+        strike_blocked = sounding
+        if self.max_polyphony is not None:
+            strike_blocked = sounding | (sounding.sum(dim=1, keepdim=True) >= self.max_polyphony)
+        # NOTE_ON and NOTE_OFF ids are one block: view them as (batch, 2 event types, 128 pitches).
+        first, last = self.tok.note_on_offset, self.tok.time_shift_offset
+        notes = scores[:, first:last].view(-1, 2, NUM_PITCHES)
+        allowed = notes.masked_fill(torch.stack((strike_blocked, ~sounding), dim=1), float("-inf"))
+        # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
+        # to the allowed events of the same type. A small model that means "release a key" but
+        # names a silent one then still releases one, instead of holding every note longer.
+        total = torch.logsumexp(notes, dim=2, keepdim=True)
+        kept = torch.logsumexp(allowed, dim=2, keepdim=True)
+        shift = torch.where(kept > float("-inf"), total - kept, 0.0)
+        out = scores.clone()
+        out[:, first:last] = (allowed + shift).view(-1, 2 * NUM_PITCHES)
+        out[:, self.never] = float("-inf")
+        out[:, self.tok.size :] = float("-inf")  # ids of a padded vocabulary mean nothing
+        self._limit_time_shifts(out, sounding)
+        return out
+
+    def _limit_time_shifts(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
+        """No TIME_SHIFT may carry a silence or a held note past its limit; overlong notes are released."""
+        if self.max_silence is None and self.max_note is None:
+            return
+        budget = torch.full_like(self.now, torch.iinfo(torch.long).max)
+        if self.max_silence is not None:
+            budget = torch.where(sounding.any(dim=1), budget, self.max_silence - self.silent)
+        if self.max_note is not None:
+            held = (self.now[:, None] - self.struck[:, :NUM_PITCHES]).masked_fill(~sounding, 0)
+            budget = torch.minimum(budget, self.max_note - held.max(dim=1).values)
+        first, last = self.tok.time_shift_offset, self.tok.velocity_offset
+        out[:, first:last] = out[:, first:last].masked_fill(
+            self.shift_of[first:last] > budget[:, None], float("-inf")
+        )
+        if self.max_note is not None:
+            self._release_overlong(out, sounding & (held >= self.max_note), self.tok.note_off_offset, first)
+
+    @staticmethod
+    def _release_overlong(out: torch.Tensor, overlong: torch.Tensor, first: int, last: int) -> None:
+        """Rows holding notes for max_note steps may only release them (in the model's odds)."""
+        rows = overlong.any(dim=1)
+        if not rows.any():
+            return
+        offs = out[rows, first:last].masked_fill(~overlong[rows], float("-inf"))
+        # A row whose model gives every overlong NOTE_OFF zero probability releases them evenly.
+        evenly = torch.zeros_like(offs).masked_fill(~overlong[rows], float("-inf"))
+        offs = torch.where(torch.isinf(offs).all(dim=1, keepdim=True), evenly, offs)
+        out[rows] = float("-inf")
+        out[rows, first:last] = offs
+
+
+# What the grammar samples with when neither the call nor the checkpoint's generation_config says.
+GRAMMAR_DEFAULTS = {"max_polyphony": 16, "max_silence_seconds": 2.0, "max_note_seconds": 8.0}
+_layouts: dict[str, EventLayout] = {}  # name_or_path -> layout, so a tokenizer is loaded once
+
+
+def _layout_of_model(model, tokenizer) -> EventLayout:
+    if tokenizer is not None:
+        return EventLayout.of(tokenizer)
+    name = model.config.name_or_path
+    if name not in _layouts:
+        from transformers import AutoTokenizer
+
+        try:  # the checkpoint's tokenizer.json: no code from the checkpoint runs
+            _layouts[name] = EventLayout.of(AutoTokenizer.from_pretrained(name, trust_remote_code=False))
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"the grammar needs the checkpoint's tokenizer and none loads from {name!r} ({error}): "
+                "pass tokenizer=... to generate"
+            ) from error
+    return _layouts[name]
+
+
+def _fit_context(model, input_ids, attention_mask, max_new_tokens: int):
+    """Keep the most recent events of a prompt that leaves no room in the context for max_new_tokens."""
+    context = model.config.n_positions
+    if max_new_tokens >= context:
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} does not fit the model's context of {context} tokens; ask for "
+            f"fewer (hf_music.generate_midi continues past the context with a sliding window)"
+        )
+    keep = context - max_new_tokens
+    if input_ids.shape[1] <= keep:
+        return input_ids, attention_mask
+    logger.warning(
+        "prompt of %d tokens + max_new_tokens=%d exceed the context of %d: the prompt is cut to its last "
+        "%d tokens (the grammar still follows the whole prompt)",
+        input_ids.shape[1], max_new_tokens, context, keep,
+    )  # fmt: skip
+    return input_ids[:, -keep:], None if attention_mask is None else attention_mask[:, -keep:]
+
+
+def _with_whole_prompt(out, prompt: torch.Tensor, seen: int):
+    """Output rows with the whole prompt in front, as callers (pipelines) expect, however much the model saw."""
+    if seen == prompt.shape[1]:
+        return out
+    cut = prompt[:, : prompt.shape[1] - seen]
+    if isinstance(out, torch.Tensor):
+        return torch.cat((cut, out), dim=1)
+    out.sequences = torch.cat((cut, out.sequences), dim=1)
+    return out
+
+
+def generate(*args, model, tokenizer=None, **kwargs):
+    """``model.generate`` with `PerformanceGrammarLogitsProcessor` added (transformers' custom_generate).
+
+    ``model`` is keyword-only: transformers calls ``generate(model=model, **arguments)`` for
+    ``custom_generate=...``, and installs ``partial(generate, model=model)`` as the model's
+    ``generate`` on loading, where the prompt may come positionally (``model.generate(ids)``).
+
+    Takes what ``model.generate`` takes, plus ``max_polyphony``, ``max_silence_seconds`` and
+    ``max_note_seconds`` (else from the generation_config, else 16, 2 s and 8 s) and ``tokenizer``
+    (else the checkpoint's tokenizer.json). <eos> is masked, so every sequence has max_new_tokens
+    events. A prompt too long for the context keeps its last events (with a warning), and the
+    output still starts with the whole prompt.
+    """
+    kwargs.pop("custom_generate", None)  # this function is the custom generate: no second one
+    prompt = args[0] if args else kwargs.pop("inputs", None)  # args: those of GenerationMixin.generate
+    prompt = kwargs.pop("input_ids", None) if prompt is None else prompt
+    layout = _layout_of_model(model, tokenizer)
+    config = kwargs.get("generation_config") or model.generation_config
+    if prompt is None:
+        prompt = torch.tensor([[layout.bos_token_id]], device=model.device)
+    settings = {
+        name: kwargs.pop(name) if name in kwargs else getattr(config, name, default)
+        for name, default in GRAMMAR_DEFAULTS.items()
+    }
+    max_new_tokens = kwargs.pop("max_new_tokens", None) or config.max_new_tokens
+    max_length = kwargs.pop("max_length", None) or config.max_length
+    max_new_tokens = max_new_tokens or max_length - prompt.shape[1]
+    input_ids, attention_mask = _fit_context(
+        model, prompt, kwargs.pop("attention_mask", None), max_new_tokens
+    )
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
+    processors.append(PerformanceGrammarLogitsProcessor(layout, history=prompt.tolist(), **settings))
+    kwargs.setdefault("pad_token_id", layout.pad_token_id)
+    # The class's generate: the instance's may be this very function (transformers installs it).
+    out = GenerationMixin.generate(
+        model, input_ids, *args[1:], logits_processor=processors, max_new_tokens=max_new_tokens, **kwargs
+    )
+    return _with_whole_prompt(out, prompt, input_ids.shape[1])
+
+
+__all__ = [
+    "EventLayout",
+    "PerformanceGrammarLogitsProcessor",
+    "generate",
+    "grammar_violations",
+    "sounding_clock",
+    "sounding_pitches",
+]

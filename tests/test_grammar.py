@@ -1,0 +1,116 @@
+"""hf_music.grammar: the vocabulary layout, and the grammar shipped as custom_generate/generate.py.
+
+The checkpoint's custom_generate is tested where Hub users run it: in a process that cannot
+import hf_music, through ``pipeline("text-generation")`` and ``generate(custom_generate=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import symusic
+from transformers import AutoTokenizer
+
+import hf_music
+from hf_music import MidiTokenizer, MusicTransformerConfig, MusicTransformerForCausalLM
+from hf_music.grammar import EventLayout, grammar_violations
+from hf_music.resources import DEFAULT_MODEL_DIR
+
+GRAMMAR_SOURCE = os.path.join(os.path.dirname(hf_music.__file__), "grammar.py")
+
+
+def test_layout_is_read_from_the_token_names_of_slow_and_fast_tokenizers(tmp_path):
+    slow = MidiTokenizer(time_resolution_ms=8, max_time_shift=125, num_velocity_bins=16)
+    slow.save_pretrained(tmp_path)
+    fast = AutoTokenizer.from_pretrained(tmp_path, trust_remote_code=False)
+    for tok in (slow, fast):
+        layout = EventLayout.of(tok)
+        assert (layout.note_on_offset, layout.note_off_offset) == (slow.note_on_offset, slow.note_off_offset)
+        assert (layout.time_shift_offset, layout.velocity_offset) == (
+            slow.time_shift_offset,
+            slow.velocity_offset,
+        )
+        assert (layout.max_time_shift, layout.time_step, layout.size) == (125, 0.008, len(slow))
+    with pytest.raises(ValueError, match="not a performance-event vocabulary"):
+        EventLayout.from_vocab({"<pad>": 0, "a": 1}, 0.01)
+
+
+def test_saved_checkpoints_carry_the_grammar_module_verbatim(tmp_path):
+    MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=64)).save_pretrained(
+        tmp_path
+    )
+    with open(GRAMMAR_SOURCE, "rb") as fh:
+        assert (tmp_path / "custom_generate" / "generate.py").read_bytes() == fh.read()
+    assert "torch" in (tmp_path / "custom_generate" / "requirements.txt").read_text().split()
+    # The embedded model, regenerated through the same save path, carries today's copy.
+    with open(GRAMMAR_SOURCE, "rb") as fh:
+        assert (DEFAULT_MODEL_DIR / "custom_generate" / "generate.py").read_bytes() == fh.read()
+
+
+HUB_USER = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class BlockHfMusic(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "hf_music" or name.startswith("hf_music."):
+                raise ImportError("hf_music is blocked in this process")
+
+    sys.meta_path.insert(0, BlockHfMusic())
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationMixin, pipeline
+
+    torch.set_num_threads(1)  # batch-1 decoding gains nothing from threads; a busy CPU makes them spin
+    folder, prompts_file, out_dir = sys.argv[1:4]
+    prompts = json.load(open(prompts_file))
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)  # tokenizer.json
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, use_safetensors=True)
+    generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    torch.manual_seed(0)
+    texts = [row[0]["generated_text"] for row in generator(prompts, max_new_tokens=160, batch_size=2)]
+    # The other way: a model's plain generate asked for the checkpoint's custom_generate by name.
+    bos = torch.tensor([[tokenizer.bos_token_id]] * 2)
+    custom = GenerationMixin.generate(
+        model, bos, custom_generate=folder, trust_remote_code=True, max_new_tokens=160
+    )
+    installed = model.generate(bos, max_new_tokens=160)  # the model's generate: the checkpoint's grammar
+    free = GenerationMixin.generate(model, bos, do_sample=True, max_new_tokens=160)  # no grammar
+    midi = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # MIDI out: the checkpoint's code
+    for i, text in enumerate(texts):
+        midi.write_midi(midi(text)["input_ids"], f"{out_dir}/pipeline_{i}.mid")
+    rows = {"custom": custom.tolist(), "installed": installed.tolist(), "free": free.tolist()}
+    print(json.dumps({"pipeline": texts, **rows}))
+    """
+)
+
+
+def test_hub_users_without_hf_music_sample_without_grammar_violations(tmp_path, maestro_files):
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "checkpoint")
+    tok = MidiTokenizer()
+    piece = tok.convert_ids_to_tokens(tok.encode_midi(maestro_files[0])[1:-1])
+    # An empty prompt, a short one, and one longer than the context leaves room for (it is cut).
+    prompts = ["", "VELOCITY_20 NOTE_ON_60 TIME_SHIFT_50", " ".join(piece[:2000])]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_USER, str(folder), str(tmp_path / "prompts.json"), str(tmp_path)],
+        capture_output=True, text=True, cwd=folder, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the prompt is cut to its last 1888 tokens" in result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    for i, (prompt, text) in enumerate(zip(prompts, out["pipeline"], strict=True)):
+        assert text.startswith(prompt) and len(text.split()) == len(prompt.split()) + 160  # well-formed text
+        ids = tok(text)["input_ids"]
+        assert grammar_violations(ids, tok) == grammar_violations(tok(prompt)["input_ids"], tok) == 0
+        notes = symusic.Score(str(tmp_path / f"pipeline_{i}.mid")).tracks[0].notes
+        assert len(notes) == len(tok.ids_to_notes(ids)) > 0
+    for row in out["custom"] + out["installed"]:
+        assert grammar_violations(row, tok) == 0 and len(row) == 161
+    assert sum(grammar_violations(row, tok) for row in out["free"]) > 0  # what the grammar prevents
