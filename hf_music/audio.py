@@ -116,20 +116,36 @@ def _borrow_synth(soundfont: Path, sample_rate: int):
             return key, _idle_synths[key].pop()
     # Dynamic sample loading reads (and, for .sf3, decompresses) only the piano's samples.
     synth = fluidsynth.Synth(gain=DEFAULT_GAIN, samplerate=float(sample_rate),
-                             **{"synth.dynamic-sample-loading": 1})  # fmt: skip
+                             **{"synth.dynamic-sample-loading": 1, "synth.chorus.active": 0})  # fmt: skip
     font = synth.sfload(str(soundfont))
     if font < 0:
         synth.delete()
         raise AudioUnavailableError(f"FluidSynth cannot read the soundfont {soundfont}")
     synth.program_select(0, font, 0, 0)
+    # A fresh synth played the first strike of each sample differently (30 dB apart from later
+    # strikes): strike every key at every velocity layer once, so that all pieces sound alike.
+    for velocity in range(1, 128, 4):
+        for low in range(21, 109, 11):  # 11 keys at a time stay under the 256-voice polyphony
+            for pitch in range(low, low + 11):
+                synth.noteon(0, pitch, velocity)
+            _float_samples(synth, FLUID_BLOCK)
+            synth.all_sounds_off(0)
+    _return_synth(key, synth, sample_rate, FLUID_BLOCK * 16)
+    with _synths_lock:
+        _idle_synths[key].remove(synth)
     return key, synth
 
 
-def _return_synth(key, synth, sample_rate: int) -> None:
-    """Silence the synth (notes, then the reverb's tail) and put it back for the next piece."""
+FLUID_BLOCK = 64  # FluidSynth renders in blocks of 64 frames and applies events at block starts
+
+
+def _return_synth(key, synth, sample_rate: int, frames: int) -> None:
+    """Silence the synth (notes, then the reverb's tail) and put it back for the next piece,
+    at a block boundary, so that every piece's events fall on the same block grid."""
     for pitch in range(128):
         synth.noteoff(0, pitch)
-    block = sample_rate // 10
+    _float_samples(synth, -frames % FLUID_BLOCK)
+    block = FLUID_BLOCK * (sample_rate // (10 * FLUID_BLOCK))  # about 0.1 s
     for _ in range(50):  # at most 5 s of tail
         if np.abs(_float_samples(synth, block)).max(initial=0) < 1e-5:
             break
@@ -200,7 +216,7 @@ class PianoRenderer:
 
     def close(self) -> None:
         if self._synth is not None:
-            _return_synth(self._key, self._synth, self.sample_rate)
+            _return_synth(self._key, self._synth, self.sample_rate, self._frame)
             self._synth = None
 
     def __enter__(self):

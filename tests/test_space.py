@@ -265,7 +265,7 @@ def test_bad_midi_files_give_a_named_error_not_a_traceback(space):
         )
     )
     assert "no_notes.mid: the file has no notes" in message and "kept" in message
-    assert all(isinstance(value, type(app.gr.skip())) for value in (*outputs, ids, seed))
+    assert all(value == app.gr.skip() for value in (*outputs, ids, seed))  # Gradio leaves them as they are
 
 
 def test_uploads_over_the_size_cap_are_refused_by_name(space, tmp_path):
