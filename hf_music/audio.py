@@ -55,10 +55,29 @@ def _note_arrays(score):
     return onset, offset, pitch, velocity
 
 
+DRUM_CHANNEL = 9  # General MIDI's percussion channel (bank 128 in a soundfont)
+
+
+def channels_of_tracks(score) -> tuple[list[int], dict[int, tuple[int, int]]]:
+    """A FluidSynth channel per track, and each channel's (bank, program): each track plays its own
+    General MIDI program; tracks of one program share a channel, drums go to channel 9 (bank 128).
+    Past the 15 melodic channels, programs share channels round-robin (a rare corpus has more)."""
+    melodic = [c for c in range(16) if c != DRUM_CHANNEL]
+    channel_of_program, channels, settings = {}, [], {}
+    for track in score.tracks:
+        key = (128, 0) if track.is_drum else (0, int(track.program))
+        if key not in channel_of_program:
+            channel = DRUM_CHANNEL if track.is_drum else melodic[len(settings) % len(melodic)]
+            channel_of_program[key] = channel
+            settings.setdefault(channel, key)
+        channels.append(channel_of_program[key])
+    return channels, settings
+
+
 def render_audio(
     score, sample_rate: int = 22050, soundfont: str | os.PathLike | None = None, gain: float = 0.6
 ):
-    """Render a symusic Score to a mono int16 array at `sample_rate` (all notes on a GM piano).
+    """Render a symusic Score to a mono int16 array at `sample_rate`, each track on its GM program.
 
     The result is normalised to a peak of PEAK_DBFS (FluidSynth's own level left quiet pieces at
     about -12 dBFS). Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
@@ -78,27 +97,32 @@ def render_audio(
         ) from error
 
     onset, offset, pitch, velocity = _note_arrays(score)
+    track_channels, settings = channels_of_tracks(score)
+    channel = np.repeat(track_channels, [len(t.notes) for t in score.tracks]).astype(int)
     # One event list, sorted by time with note-offs first at equal times (a repeated key restrikes).
     times = np.concatenate([offset, onset])
     is_on = np.concatenate([np.zeros(len(offset), bool), np.ones(len(onset), bool)])
     keys = np.concatenate([pitch, pitch])
+    channels = np.concatenate([channel, channel])
     velocities = np.concatenate([np.zeros(len(offset), int), velocity])
     order = np.lexsort((is_on, times))
     frames = np.round(times[order] * sample_rate).astype(np.int64)
 
     synth = fluidsynth.Synth(gain=gain, samplerate=float(sample_rate))
     try:
-        synth.program_select(0, synth.sfload(str(soundfont)), 0, 0)
+        font = synth.sfload(str(soundfont))
+        for number, (bank, program) in (settings or {0: (0, 0)}).items():
+            synth.program_select(number, font, bank, program)
         chunks, position = [], 0
-        for frame, on, key, vel in zip(frames.tolist(), is_on[order].tolist(), keys[order].tolist(),
-                                       velocities[order].tolist(), strict=True):  # fmt: skip
+        for frame, on, key, vel, ch in zip(frames.tolist(), is_on[order].tolist(), keys[order].tolist(),
+                                           velocities[order].tolist(), channels[order].tolist(), strict=True):  # fmt: skip
             if frame > position:
                 chunks.append(synth.get_samples(frame - position))
                 position = frame
             if on:
-                synth.noteon(0, key, max(1, vel))
+                synth.noteon(ch, key, max(1, vel))
             else:
-                synth.noteoff(0, key)
+                synth.noteoff(ch, key)
         chunks.append(synth.get_samples(sample_rate))  # one second for the last releases to ring out
     finally:
         synth.delete()

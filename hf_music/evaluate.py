@@ -20,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+from hf_music.__main__ import override_tokenizer
 from hf_music.evaluation import compare_features, ngram_log_probs, score_blocks
 from hf_music.generation import generate_ids
 from hf_music.resources import load_model
@@ -56,6 +57,9 @@ def parse_args(argv=None):
     parser.add_argument("--max_new_tokens", type=int, default=1024, help="length of each generated piece")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--tokenizer", default=None, help="a saved tokenizer folder instead of the checkpoint's own"
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     return parser.parse_args(argv)
 
@@ -64,9 +68,14 @@ def print_rows(rows):
     print(f"{'model':<10} {'nats/token':>11} {'bits/token':>11} {'perplexity':>11} {'accuracy':>9} "
           f"{'nats/second':>12} {'nats/note':>10}")  # fmt: skip
     for row in rows:
+        # Per second and per note need the performance vocabulary's TIME_SHIFT / NOTE_ON ids (nan otherwise).
+        per_second, per_note = (
+            row.get("nats_per_second", float("nan")),
+            row.get("nats_per_note", float("nan")),
+        )
         print(
             f"{row['name']:<10} {row['nll']:>11.4f} {row['bits_per_token']:>11.4f} {row['perplexity']:>11.2f} "
-            f"{row['accuracy']:>9.3f} {row['nats_per_second']:>12.3f} {row['nats_per_note']:>10.3f}"
+            f"{row['accuracy']:>9.3f} {per_second:>12.3f} {per_note:>10.3f}"
         )
 
 
@@ -74,6 +83,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device)
+    tokenizer = override_tokenizer(model, tokenizer, args.tokenizer)
+    performance_ids = None if getattr(tokenizer, "is_miditok", False) else tokenizer
     pack = load_corpus(
         tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
         tokens_file=args.tokens_file, splits=("train", *args.split),
@@ -99,7 +110,7 @@ def main(argv=None) -> dict:
         blocks, first = evaluation_blocks(pieces, block_size, args.stride)
         if len(blocks) == 0:
             raise SystemExit(f"the {split} split is shorter than one block of {block_size} tokens")
-        rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size, first, tokenizer)
+        rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size, first, performance_ids)
         result["splits"][split] = {"pieces": len(pieces), "tokens": tokens, "language_model": rows}
         print(
             f"\n{corpus} {split}: {len(pieces)} pieces, {tokens:,} scored tokens, context {block_size}, "

@@ -30,6 +30,8 @@ CHECKPOINT_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "training_metrics.json",
+    "miditok_params.json",  # a MiditokTokenizer's vocabulary (miditok's own params file)
+    "tokenizer.json",
 )
 # The model's own code, copied from the package when a checkpoint folder lacks it (trust_remote_code).
 CODE_FILES = (
@@ -257,6 +259,8 @@ def assemble_repo(
         package = Path(__file__).resolve().parent
         for name in CODE_FILES:
             shutil.copy2(folder / name if (folder / name).is_file() else package / name, out / name)
+        if (folder / "tokenization_miditok.py").is_file():  # a checkpoint with a miditok vocabulary
+            shutil.copy2(folder / "tokenization_miditok.py", out / "tokenization_miditok.py")
     if evaluation is not None:
         (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
     if samples:
