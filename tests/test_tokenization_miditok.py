@@ -184,8 +184,10 @@ def test_corpus_is_split_and_augmented_by_miditok(mmm):
     chunks, report = tokenize_with_miditok(rows_of(files), mmm, max_seq_len=512)
     assert len(chunks) > 3 * 5 and report.files == 3
     lengths = np.array([len(p) for p in chunks])
-    # miditok cuts at bars from an estimate of tokens per note: most chunks fit, none is far over.
-    assert np.mean(lengths <= 512) > 0.8 and lengths.max() < 2 * 512, lengths
+    # miditok cuts at bars from an estimate of tokens per note, so chunks land near the limit, not
+    # under it (measured on these files: median 542, at most 594; train.py's windows crop the rest).
+    assert abs(np.median(lengths) - 512) < 0.15 * 512 and lengths.max() < 1.25 * 512, lengths
+    assert report.notes >= sum(symusic.Score(f).note_num() for f in files)  # every bar is in a chunk
     assert all(p[0] == mmm.bos_token_id and p[-1] == mmm.eos_token_id for p in chunks)
     augmented, _ = tokenize_with_miditok(rows_of(files), mmm, max_seq_len=512, augment=True)
     assert len(chunks) < len(augmented) <= len(chunks) * (1 + len(PITCH_OFFSETS))
@@ -207,11 +209,11 @@ def test_checkpoint_loads_with_its_tokenizer_and_generates(tmp_path, mmm):
     mmm.save_pretrained(tmp_path)
     loaded_model, loaded = load_model(str(tmp_path))
     assert isinstance(loaded, MiditokTokenizer) and loaded.get_vocab() == mmm.get_vocab()
-    rows = generate_ids(loaded_model, loaded, prompt=SONG, prompt_seconds=4.0, max_new_tokens=200, seed=0,
+    rows = generate_ids(loaded_model, loaded, prompt=SONG, prompt_seconds=4.0, max_new_tokens=100, seed=0,
                         num_return_sequences=2)  # fmt: skip
     prompt = mmm.encode_midi(SONG, add_special_tokens=False, max_seconds=4.0)
     for row in rows:
-        assert row[: len(prompt) + 1] == [mmm.bos_token_id, *prompt] and len(row) == len(prompt) + 201
+        assert row[: len(prompt) + 1] == [mmm.bos_token_id, *prompt] and len(row) == len(prompt) + 101
         new = row[len(prompt) + 1 :]
         assert mmm.pad_token_id not in new and mmm.bos_token_id not in new  # suppressed mid-piece
 
@@ -236,11 +238,22 @@ def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
     model.save_pretrained(tmp_path / "base")
     MidiTokenizer().save_pretrained(tmp_path / "base")
     args = train.parse_args(
-        ["--midi_dir", str(POP909), "--init_from", str(tmp_path / "base"), "--tokenizer", "MMM"]
+        [
+            "--midi_dir",
+            str(POP909),
+            "--init_from",
+            str(tmp_path / "base"),
+            "--tokenizer",
+            "MMM",
+            "--block_size",
+            "128",
+        ]
     )
     with pytest.raises(SystemExit, match="drop --init_from"):
         train.build_model(args)
-    args = train.parse_args(["--midi_dir", str(POP909), "--init_from", str(tmp_path / "base")])
+    args = train.parse_args(
+        ["--midi_dir", str(POP909), "--init_from", str(tmp_path / "base"), "--block_size", "128"]
+    )
     model, tokenizer = train.build_model(args)
     assert "instruments are lost" in train.training_mode(args, tokenizer)
     args = train.parse_args(["--midi_dir", str(POP909), "--tokenizer", "MMM"])
@@ -252,7 +265,7 @@ def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
 def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    for path in sorted(POP909.glob("*.mid"))[:6]:
+    for path in sorted(POP909.glob("*.mid"))[8:14]:  # 012 and 013 hash to validation at 0.3
         (corpus / path.name).write_bytes(path.read_bytes())
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "hf_music.cli", "train", "--midi_dir", str(corpus), "--tokenizer", "MMM",
@@ -290,7 +303,7 @@ def test_space_composes_with_a_miditok_checkpoint(tmp_path, monkeypatch, mmm):
     upload = tmp_path / "three_instruments.mid"
     with_programs(SONG, (73, 33, 0)).dump_midi(str(upload))
     audio, _, midi_path, facts, ids, _ = app.compose(
-        1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(upload), 6, False
+        1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(upload), 15, False
     )
     assert audio is not None and len(audio[1]) > 0 and "notes" in facts
     score = symusic.Score(midi_path)
