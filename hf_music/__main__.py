@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .audio import AudioUnavailableError, render_audio, write_wav
 from .generation import generate_ids, sampling_settings
-from .resources import bundled_prompts, load_model, load_tokenizer
+from .resources import bundled_prompts, load_model, override_tokenizer
 
 
 def parse_args(argv=None):
@@ -76,18 +76,6 @@ def parse_args(argv=None):
         help="a saved tokenizer folder to use instead of the checkpoint's own (same vocabulary size)",
     )  # fmt: skip
     return parser.parse_args(argv)
-
-
-def override_tokenizer(model, tokenizer, spec: str | None):
-    """The checkpoint's tokenizer, or --tokenizer's when given (its vocabulary must fit the model's)."""
-    if spec is None:
-        return tokenizer
-    chosen = load_tokenizer(spec)
-    if len(chosen) > model.config.vocab_size:
-        raise ValueError(
-            f"--tokenizer {spec} has {len(chosen)} ids; the model knows {model.config.vocab_size}"
-        )
-    return chosen
 
 
 # The longest piece one command makes (a sliding window keeps going past the model's context).

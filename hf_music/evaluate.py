@@ -20,10 +20,9 @@ import json
 import time
 from pathlib import Path
 
-from hf_music.__main__ import override_tokenizer
 from hf_music.evaluation import compare_features, ngram_log_probs, score_blocks
 from hf_music.generation import generate_ids
-from hf_music.resources import load_model
+from hf_music.resources import load_model, override_tokenizer
 from hf_music.token_pack import load_corpus
 from hf_music.windows import evaluation_blocks
 

@@ -111,3 +111,15 @@ def load_tokenizer(spec: str | None = None, options: str | dict | None = None):
             "or a saved tokenizer folder"
         )
     return saved_tokenizer(spec)
+
+
+def override_tokenizer(model, tokenizer, spec: str | None):
+    """The checkpoint's tokenizer, or --tokenizer's when given (its vocabulary must fit the model's)."""
+    if spec is None:
+        return tokenizer
+    chosen = load_tokenizer(spec)
+    if len(chosen) > model.config.vocab_size:
+        raise ValueError(
+            f"--tokenizer {spec} has {len(chosen)} ids; the model knows {model.config.vocab_size}"
+        )
+    return chosen

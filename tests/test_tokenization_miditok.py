@@ -9,6 +9,7 @@ track are those of the preprocessed file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from hf_music import MidiReadError, MidiTokenizer, MiditokTokenizer, load_tokeni
 from hf_music.generation import generate_ids
 from hf_music.hub import assemble_repo
 from hf_music.miditok_data import PITCH_OFFSETS, tokenize_with_miditok
-from hf_music.resources import load_model
+from hf_music.resources import load_model, override_tokenizer
 from hf_music.tokenization_miditok import VOCABULARIES, parse_options
 
 SONG = POP909 / "001.mid"
@@ -209,6 +210,11 @@ def test_checkpoint_loads_with_its_tokenizer_and_generates(tmp_path, mmm):
     mmm.save_pretrained(tmp_path)
     loaded_model, loaded = load_model(str(tmp_path))
     assert isinstance(loaded, MiditokTokenizer) and loaded.get_vocab() == mmm.get_vocab()
+    # --tokenizer of generate/evaluate: another saved tokenizer, only if the model knows its ids.
+    assert override_tokenizer(loaded_model, loaded, None) is loaded
+    assert override_tokenizer(loaded_model, loaded, str(tmp_path)).get_vocab() == mmm.get_vocab()
+    with pytest.raises(ValueError, match="the model knows 391"):
+        override_tokenizer(tiny_model(MidiTokenizer()), MidiTokenizer(), str(tmp_path))
     rows = generate_ids(loaded_model, loaded, prompt=SONG, prompt_seconds=4.0, max_new_tokens=100, seed=0,
                         num_return_sequences=2)  # fmt: skip
     prompt = mmm.encode_midi(SONG, add_special_tokens=False, max_seconds=4.0)
@@ -278,6 +284,15 @@ def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     assert "training a new model from scratch with the miditok MMM (REMI) vocabulary" in result.stdout
     _, tokenizer = load_model(str(out / "best"))
     assert isinstance(tokenizer, MiditokTokenizer) and (Path(out / "best") / "miditok_params.json").is_file()
+    # evaluate.py scores the checkpoint on the corpus read the same way, and compares samples.
+    from hf_music import evaluate
+
+    result = evaluate.main(["--model", str(out / "best"), "--midi_dir", str(corpus), "--validation_fraction", "0.3",
+                            "--block_size", "128", "--samples", "1", "--max_new_tokens", "32"])  # fmt: skip
+    rows = {row["name"]: row for row in result["splits"]["validation"]["language_model"]}
+    assert 0 < rows["model"]["nll"] < math.log(len(tokenizer)) + 0.5  # 3 steps: near chance, and finite
+    assert "nats_per_second" not in rows["model"]  # a miditok vocabulary has no TIME_SHIFT clock to count
+    assert len(result["samples"]["features"]) == 7
     # The Hub folder loads and writes MIDI for a user without hf_music (trust_remote_code, miditok installed).
     repo = assemble_repo(out / "best", tmp_path / "repo", "user/pop-mmm")
     assert {"miditok_params.json", "tokenizer.json", "tokenization_miditok.py"} <= {
