@@ -10,22 +10,28 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from .configuration_music_transformer import PRESETS, MusicTransformerConfig
 from .generation import PerformanceGrammarLogitsProcessor, generate_ids, generate_midi
 from .modeling_music_transformer import MusicTransformerForCausalLM
-from .resources import bundled_prompts, load_default_model, load_model
+from .resources import bundled_prompts, load_default_model, load_model, load_tokenizer
+from .tokenization_miditok import MiditokTokenizer
 from .tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
 
 __version__ = "0.1.0"
 
 AutoConfig.register(MusicTransformerConfig.model_type, MusicTransformerConfig, exist_ok=True)
 AutoModelForCausalLM.register(MusicTransformerConfig, MusicTransformerForCausalLM, exist_ok=True)
+# Both tokenizer classes become known to AutoTokenizer by name (a folder's tokenizer_config.json says
+# which); a music_transformer config without one defaults to MidiTokenizer, so that is registered last.
+AutoTokenizer.register(MusicTransformerConfig, slow_tokenizer_class=MiditokTokenizer, exist_ok=True)
 AutoTokenizer.register(MusicTransformerConfig, slow_tokenizer_class=MidiTokenizer, exist_ok=True)
 MusicTransformerConfig.register_for_auto_class()
 MusicTransformerForCausalLM.register_for_auto_class("AutoModelForCausalLM")
 MidiTokenizer.register_for_auto_class("AutoTokenizer")
+MiditokTokenizer.register_for_auto_class("AutoTokenizer")
 
 __all__ = [
     "PRESETS",
     "MidiReadError",
     "MidiTokenizer",
+    "MiditokTokenizer",
     "MusicTransformerConfig",
     "MusicTransformerForCausalLM",
     "PerformanceGrammarLogitsProcessor",
@@ -35,4 +41,5 @@ __all__ = [
     "generate_midi",
     "load_default_model",
     "load_model",
+    "load_tokenizer",
 ]

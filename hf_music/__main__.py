@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .audio import AudioUnavailableError, render_audio, write_wav
 from .generation import generate_ids, sampling_settings
-from .resources import bundled_prompts, load_model
+from .resources import bundled_prompts, load_model, override_tokenizer
 
 
 def parse_args(argv=None):
@@ -71,6 +71,10 @@ def parse_args(argv=None):
         help="allow a non-music_transformer --model to run its code",
     )
     parser.add_argument("--device", default=None, help="e.g. cuda, cpu (default: where the model loads)")
+    parser.add_argument(
+        "--tokenizer", default=None,
+        help="a saved tokenizer folder to use instead of the checkpoint's own (same vocabulary size)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -78,6 +82,7 @@ def parse_args(argv=None):
 MAX_SECONDS = 600.0
 # The event budget per second of music when only --seconds is given: dense piano needs about 45.
 TOKENS_PER_SECOND_CAP = 100
+MIDITOK_DEFAULT_TOKENS = 1024  # new tokens per piece for a miditok vocabulary without --seconds
 
 
 def main(argv=None) -> list[Path]:
@@ -89,13 +94,25 @@ def main(argv=None) -> list[Path]:
 
 
 def compose(args) -> list[Path]:
-    seconds = args.seconds if args.seconds is not None or args.max_new_tokens else 20.0
-    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
-        raise ValueError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
-    max_new_tokens = args.max_new_tokens or max(4096, int(seconds * TOKENS_PER_SECOND_CAP))
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device, trust_remote_code=args.trust_remote_code)
+    tokenizer = override_tokenizer(model, tokenizer, args.tokenizer)
     loaded = time.perf_counter()
+    miditok_vocabulary = getattr(tokenizer, "is_miditok", False)
+    # A miditok vocabulary has no time-shift clock: its default length is in tokens (MMM writes
+    # whole tracks one after another, so a length in seconds could stop before the second track).
+    default_seconds = None if miditok_vocabulary else 20.0
+    seconds = args.seconds if args.seconds is not None or args.max_new_tokens else default_seconds
+    if seconds is not None and not 0 < seconds <= MAX_SECONDS:
+        raise ValueError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
+    max_new_tokens = args.max_new_tokens or (
+        MIDITOK_DEFAULT_TOKENS if seconds is None else max(4096, int(seconds * TOKENS_PER_SECOND_CAP))
+    )
+    if miditok_vocabulary:
+        print(
+            f"vocabulary: miditok {tokenizer.vocabulary_name}, {max_new_tokens} new tokens per piece; "
+            "grammar-aware sampling and its limits are the performance vocabulary's and stay off"
+        )
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     settings = sampling_settings(
         model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p
@@ -119,7 +136,12 @@ def compose(args) -> list[Path]:
         score = tokenizer.decode_midi(row)
         score.dump_midi(str(path))
         written.append(path)
-        print(f"wrote {path}: {score.note_num()} notes, {score.to('second').end():.1f} s, {len(row)} tokens")
+        tracks = [track for track in score.tracks if track.note_num()]
+        instruments = f", {len(tracks)} tracks (programs {', '.join(str(t.program) for t in tracks)})"
+        print(
+            f"wrote {path}: {score.note_num()} notes, {score.to('second').end():.1f} s, {len(row)} tokens"
+            + (instruments if miditok_vocabulary else "")
+        )
         if not args.no_wav:
             try:
                 wav = write_wav(render_audio(score), path.with_suffix(".wav"))

@@ -70,6 +70,33 @@ _idle_synths: dict[tuple[str, int], list] = {}
 _synths_lock = threading.Lock()
 DEFAULT_GAIN = 0.3  # FluidSynth's level; the float output never clips and is normalised at the end
 _write_float = None
+DRUM_CHANNEL = 9  # General MIDI's percussion channel (bank 128 in a soundfont)
+
+
+def channels_of_tracks(score) -> tuple[list[int], dict[int, tuple[int, int]]]:
+    """A FluidSynth channel per track, and each channel's (bank, program): each track plays its own
+    General MIDI program; tracks of one program share a channel, drums go to channel 9 (bank 128).
+    Past the 15 melodic channels, programs share channels round-robin (a rare corpus has more)."""
+    melodic = [c for c in range(16) if c != DRUM_CHANNEL]
+    channel_of_program, channels, settings = {}, [], {}
+    for track in score.tracks:
+        key = (128, 0) if track.is_drum else (0, int(track.program))
+        if key not in channel_of_program:
+            channel = DRUM_CHANNEL if track.is_drum else melodic[len(settings) % len(melodic)]
+            channel_of_program[key] = channel
+            settings.setdefault(channel, key)
+        channels.append(channel_of_program[key])
+    return channels, settings
+
+
+def _note_channels(piece) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
+    """The channel of each note, in `_note_arrays`' order, and each channel's (bank, program):
+    PerformanceNotes play channel 0's piano, a Score's tracks their own programs."""
+    if isinstance(piece, PerformanceNotes):
+        return np.zeros(len(piece.pitch), int), {0: (0, 0)}
+    track_channels, settings = channels_of_tracks(piece)
+    channel = np.repeat(np.asarray(track_channels, int), [len(track.notes) for track in piece.tracks])
+    return channel.astype(int), settings or {0: (0, 0)}
 
 
 def _float_samples(synth, frames: int) -> np.ndarray:
@@ -121,6 +148,7 @@ def _borrow_synth(soundfont: Path, sample_rate: int):
     if font < 0:
         synth.delete()
         raise AudioUnavailableError(f"FluidSynth cannot read the soundfont {soundfont}")
+    synth.hf_music_font = font  # for the programs a renderer selects per channel
     synth.program_select(0, font, 0, 0)
     # A fresh synth played the first strike of each sample differently (30 dB apart from later
     # strikes): strike every key at every velocity layer once, so that all pieces sound alike.
@@ -142,8 +170,8 @@ FLUID_BLOCK = 64  # FluidSynth renders in blocks of 64 frames and applies events
 def _return_synth(key, synth, sample_rate: int, frames: int) -> None:
     """Silence the synth (notes, then the reverb's tail) and put it back for the next piece,
     at a block boundary, so that every piece's events fall on the same block grid."""
-    for pitch in range(128):
-        synth.noteoff(0, pitch)
+    for channel in range(16):
+        synth.all_notes_off(channel)
     _float_samples(synth, -frames % FLUID_BLOCK)
     block = FLUID_BLOCK * (sample_rate // (10 * FLUID_BLOCK))  # about 0.1 s
     for _ in range(50):  # at most 5 s of tail
@@ -171,6 +199,7 @@ class PianoRenderer:
         self._key, self._synth = _borrow_synth(_resolve_soundfont(soundfont), self.sample_rate)
         self._frame = 0  # frames rendered so far
         self._chunks: list[np.ndarray] = []  # (frames, 2) float32 from FluidSynth
+        self._programs: dict[int, tuple[int, int]] = {}  # channel -> (bank, program) selected
 
     def render(self, notes, until: float) -> None:
         """Play every event of ``notes`` (PerformanceNotes or Score) before ``until`` seconds."""
@@ -184,25 +213,33 @@ class PianoRenderer:
         self._chunks.append(_float_samples(self._synth, self.sample_rate))
         self._frame += self.sample_rate
 
+    def _select_programs(self, settings: dict[int, tuple[int, int]]) -> None:
+        for channel, (bank, program) in settings.items():
+            if self._programs.get(channel) != (bank, program):
+                self._synth.program_select(channel, self._synth.hf_music_font, bank, program)
+                self._programs[channel] = (bank, program)
+
     def _play(self, notes, stop_frame: int) -> None:
         onset, offset, pitch, velocity = _note_arrays(notes)
+        channel, settings = _note_channels(notes)
+        self._select_programs(settings)
         # One event list, sorted by time with note-offs first at equal times (a repeated key restrikes).
         frames = np.round(np.concatenate([offset, onset]) * self.sample_rate).astype(np.int64)
         is_on = np.concatenate([np.zeros(len(offset), bool), np.ones(len(onset), bool)])
-        keys = np.concatenate([pitch, pitch])
+        keys, channels = np.concatenate([pitch, pitch]), np.concatenate([channel, channel])
         velocities = np.concatenate([np.zeros(len(offset), int), velocity])
         pending = (frames >= self._frame) & (frames < stop_frame)  # earlier events were played before
         order = np.flatnonzero(pending)[np.lexsort((is_on[pending], frames[pending]))]
         synth = self._synth
-        for frame, on, key, vel in zip(frames[order].tolist(), is_on[order].tolist(), keys[order].tolist(),
-                                       velocities[order].tolist(), strict=True):  # fmt: skip
+        for frame, on, key, vel, ch in zip(frames[order].tolist(), is_on[order].tolist(), keys[order].tolist(),
+                                           velocities[order].tolist(), channels[order].tolist(), strict=True):  # fmt: skip
             if frame > self._frame:
                 self._chunks.append(_float_samples(synth, frame - self._frame))
                 self._frame = frame
             if on:
-                synth.noteon(0, key, max(1, vel))
+                synth.noteon(ch, key, max(1, vel))
             else:
-                synth.noteoff(0, key)
+                synth.noteoff(ch, key)
         if stop_frame > self._frame:
             self._chunks.append(_float_samples(synth, stop_frame - self._frame))
             self._frame = stop_frame
@@ -229,7 +266,8 @@ class PianoRenderer:
 def render_audio(
     piece, sample_rate: int = 22050, soundfont: str | os.PathLike | None = None, channels: int = 1
 ) -> np.ndarray:
-    """Render a PerformanceNotes or symusic Score to int16 at `sample_rate` (all notes on a GM piano).
+    """Render a PerformanceNotes (on a GM piano) or a symusic Score (each track on its own GM
+    program, drums on channel 10) to int16 at `sample_rate`.
 
     Mono by default, (frames, 2) with ``channels=2``. The result is normalised to a peak of
     PEAK_DBFS. Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).

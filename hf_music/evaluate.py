@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hf_music.evaluation import compare_features, ngram_log_probs, score_blocks
 from hf_music.generation import generate_ids
-from hf_music.resources import load_model
+from hf_music.resources import load_model, override_tokenizer
 from hf_music.run_record import (
     Evaluation,
     FeatureRow,
@@ -65,6 +65,9 @@ def parse_args(argv=None):
     parser.add_argument("--max_new_tokens", type=int, default=1024, help="length of each generated piece")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--tokenizer", default=None, help="a saved tokenizer folder instead of the checkpoint's own"
+    )
     parser.add_argument("--json", default=None, help="write the results (Evaluation records) here")
     parser.add_argument(
         "--save_to_record", action="store_true",
@@ -80,15 +83,23 @@ def print_rows(rows: list[ScoreRow]):
     print(f"{'model':<10} {'nats/token':>11} {'bits/token':>11} {'perplexity':>11} {'accuracy':>9} "
           f"{'nats/second':>12} {'nats/note':>10}")  # fmt: skip
     for row in rows:
+        # Per second and per note need the performance vocabulary's TIME_SHIFT / NOTE_ON ids (nan otherwise).
         print(
             f"{row.name:<10} {row.nats_per_token:>11.4f} {row.bits_per_token:>11.4f} {row.perplexity:>11.2f} "
-            f"{row.accuracy:>9.3f} {row.nats_per_second:>12.3f} {row.nats_per_note:>10.3f}"
+            f"{row.accuracy:>9.3f} {nan_for_none(row.nats_per_second):>12.3f} {nan_for_none(row.nats_per_note):>10.3f}"
         )
 
 
 def score_rows(rows: list[dict]) -> list[ScoreRow]:
-    """score_blocks' rows as records."""
-    return [ScoreRow(nats_per_token=row.pop("nll"), **row) for row in map(dict, rows)]
+    """score_blocks' rows as records (without the performance vocabulary: no per-second figures)."""
+    return [
+        ScoreRow(nats_per_token=row.pop("nll"), **{"nats_per_second": None, "nats_per_note": None, **row})
+        for row in map(dict, rows)
+    ]
+
+
+def nan_for_none(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def sample_comparison(args, model, tokenizer, reference_pieces) -> SampleComparison:
@@ -114,6 +125,8 @@ def main(argv=None) -> list[Evaluation]:
     args = parse_args(argv)
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device)
+    tokenizer = override_tokenizer(model, tokenizer, args.tokenizer)
+    performance_ids = None if getattr(tokenizer, "is_miditok", False) else tokenizer
     pack = load_corpus(
         tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
         tokens_file=args.tokens_file, splits=("train", *args.split),
@@ -134,7 +147,7 @@ def main(argv=None) -> list[Evaluation]:
         blocks, first = evaluation_blocks(pieces, block_size, args.stride)
         if len(blocks) == 0:
             raise SystemExit(f"the {split} split is shorter than one block of {block_size} tokens")
-        rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size, first, tokenizer)
+        rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size, first, performance_ids)
         print(
             f"\n{corpus} {split}: {len(pieces)} pieces, {tokens:,} scored tokens, context {block_size}, "
             f"stride {stride}"

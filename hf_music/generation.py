@@ -78,6 +78,8 @@ def prompt_to_ids(
         ]
     elif isinstance(prompt, list | tuple) and all(isinstance(i, int | np.integer) for i in prompt):
         ids = [int(i) for i in prompt]
+    elif is_miditok(tokenizer):
+        ids = tokenizer.encode_midi(prompt, add_special_tokens=False, max_seconds=prompt_seconds, name=name)
     else:
         notes = tokenizer.midi_to_notes(prompt, name=name)
         if prompt_seconds is not None:
@@ -94,6 +96,33 @@ def prompt_to_ids(
     if not ids or ids[0] != tokenizer.bos_token_id:
         ids.insert(0, tokenizer.bos_token_id)
     return ids
+
+
+def is_miditok(tokenizer) -> bool:
+    """A miditok vocabulary (`MiditokTokenizer`): no performance grammar, no TIME_SHIFT clock."""
+    return getattr(tokenizer, "is_miditok", False)
+
+
+class _DecodedDurationCriteria(StoppingCriteria):
+    """For a miditok vocabulary: every ``every`` tokens, decode each row and stop those whose new music
+    (after the prompt's) lasts ``max_seconds``. With MMM, tracks come one after another, so the first
+    track alone can reach the length: give such vocabularies ``max_new_tokens`` instead."""
+
+    def __init__(
+        self, tokenizer, rows, window_length: int, prompt_seconds: float, max_seconds: float, every=64
+    ):
+        self.tokenizer, self.rows, self.window_length = tokenizer, rows, window_length
+        self.prompt_seconds, self.max_seconds, self.every = prompt_seconds, max_seconds, every
+
+    def __call__(self, input_ids, scores, **kwargs):
+        new = input_ids.shape[1] - self.window_length
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if new == 0 or new % self.every:
+            return done
+        for i, row in enumerate(input_ids[:, self.window_length :].tolist()):
+            seconds = self.tokenizer.seconds(self.rows[i] + row) - self.prompt_seconds
+            done[i] = seconds >= self.max_seconds
+        return done
 
 
 UNSET = object()  # an argument left out: the checkpoint's generation_config decides
@@ -187,18 +216,23 @@ def generate_ids(
     if max_new_tokens < 1 or num_return_sequences < 1:
         raise ValueError("max_new_tokens and num_return_sequences must be >= 1")
     context = model.config.n_positions
+    miditok_vocabulary = is_miditok(tokenizer)
+    constrained = constrained and not miditok_vocabulary  # the grammar is the performance vocabulary's
     prompt_ids = prompt_to_ids(prompt, tokenizer, prompt_seconds)
     rows = [list(prompt_ids) for _ in range(num_return_sequences)]
     target = len(rows[0]) + max_new_tokens
     start = len(rows[0])
-    needed = None if max_seconds is None else max(1, round(max_seconds * 1000 / tokenizer.time_resolution_ms))
+    needed = None
+    if max_seconds is not None and not miditok_vocabulary:
+        needed = max(1, round(max_seconds * 1000 / tokenizer.time_resolution_ms))
+    prompt_music = tokenizer.seconds(prompt_ids) if miditok_vocabulary and max_seconds is not None else 0.0
     device = next(model.parameters()).device
     finished = [False] * num_return_sequences
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        if max_seconds is None:
+        if needed is None:
             bar = tqdm(total=max_new_tokens, unit="tok", desc="generating")
         else:
             bar = tqdm(
@@ -223,6 +257,10 @@ def generate_ids(
                 if needed is not None:
                     done = time_steps(torch.tensor([row[start:] for row in rows]), tokenizer).to(device)
                     criteria.append(_DurationCriteria(tokenizer, window.shape[1], done, needed))
+                elif miditok_vocabulary and max_seconds is not None:
+                    criteria.append(
+                        _DecodedDurationCriteria(tokenizer, rows, window.shape[1], prompt_music, max_seconds)
+                    )
                 processors = LogitsProcessorList()
                 if constrained:
                     processors.append(
@@ -247,6 +285,10 @@ def generate_ids(
                     top_p=float(top_p if top_p is not None else 1.0),
                     min_p=min_p,
                     logits_processor=processors,
+                    # Without the grammar processor, <pad>/<bos> must still never be sampled mid-piece.
+                    suppress_tokens=[tokenizer.pad_token_id, tokenizer.bos_token_id]
+                    if miditok_vocabulary
+                    else None,
                     stopping_criteria=criteria,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=tokenizer.eos_token_id,
@@ -255,7 +297,9 @@ def generate_ids(
                     else _ProgressStreamer(
                         bar,
                         tokenizer if needed is not None else None,
-                        time_steps(torch.tensor([row[start:] for row in rows]), tokenizer),
+                        None
+                        if needed is None
+                        else time_steps(torch.tensor([row[start:] for row in rows]), tokenizer),
                     ),
                 )
                 new = out[:, window.shape[1] :]

@@ -21,9 +21,9 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .modeling_music_transformer import CUSTOM_GENERATE_DIR, write_custom_generate
-from .resources import ASSETS
+from .resources import ASSETS, saved_tokenizer
 from .run_record import RECORD_FILE, Corpus, Evaluation, RunRecord, RunRecordError
-from .tokenization_music_transformer import MidiTokenizer
+from .tokenization_miditok import MIDITOK_PARAMS_FILE
 
 MODEL_CARD_TEMPLATE = ASSETS / "model_card.md"
 # Files of a save_pretrained checkpoint that belong in a Hub repo, copied as they are. The tokenizer's
@@ -243,8 +243,10 @@ def assemble_repo(
             shutil.copy2(folder / name if (folder / name).is_file() else package / name, out / name)
         if (folder / CUSTOM_GENERATE_DIR / "generate.py").is_file():
             shutil.copytree(folder / CUSTOM_GENERATE_DIR, out / CUSTOM_GENERATE_DIR)
-        else:
+        elif not (folder / MIDITOK_PARAMS_FILE).is_file():  # the grammar is the performance vocabulary's
             write_custom_generate(out)
+        if (folder / "tokenization_miditok.py").is_file():  # a checkpoint with a miditok vocabulary
+            shutil.copy2(folder / "tokenization_miditok.py", out / "tokenization_miditok.py")
     record.with_evaluations(list(evaluations)).save(out)
     if samples:
         (out / "samples").mkdir()
@@ -255,10 +257,12 @@ def assemble_repo(
 
 
 def write_tokenizer(checkpoint: Path, out: Path) -> None:
-    """The checkpoint's tokenizer saved into OUT: tokenizer_config.json (model_max_length = the model's
-    context) and the fast tokenizer's tokenizer.json."""
-    context = json.loads((checkpoint / "config.json").read_text())["n_positions"]
-    MidiTokenizer.from_pretrained(checkpoint, model_max_length=context).save_pretrained(out)
+    """The checkpoint's tokenizer (performance events or a miditok vocabulary, read with the
+    package's classes) saved into OUT: tokenizer_config.json with model_max_length = the model's
+    context, tokenizer.json, and a miditok vocabulary's miditok_params.json."""
+    tokenizer = saved_tokenizer(str(checkpoint))
+    tokenizer.model_max_length = json.loads((checkpoint / "config.json").read_text())["n_positions"]
+    tokenizer.save_pretrained(out)
 
 
 def push_to_hub(

@@ -45,13 +45,12 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
     from transformers.utils import cached_file
 
     from .modeling_music_transformer import MusicTransformerForCausalLM
-    from .tokenization_music_transformer import MidiTokenizer
 
     config_file = cached_file(name_or_path, "config.json")
     model_type = json.loads(Path(config_file).read_text(encoding="utf-8")).get("model_type")
     if model_type == MusicTransformerForCausalLM.config_class.model_type:
         model = MusicTransformerForCausalLM.from_pretrained(name_or_path, use_safetensors=True)
-        tokenizer = MidiTokenizer.from_pretrained(name_or_path)
+        tokenizer = saved_tokenizer(name_or_path)
     elif trust_remote_code:
         model = AutoModelForCausalLM.from_pretrained(
             name_or_path, trust_remote_code=True, use_safetensors=True
@@ -63,3 +62,64 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
             "code from the checkpoint; pass trust_remote_code=True (--trust_remote_code) if you trust it"
         )
     return (model.to(device) if device else model).eval(), tokenizer
+
+
+def saved_tokenizer(name_or_path: str):
+    """The tokenizer saved in a folder or Hub repo, with this package's class named by its
+    tokenizer_config.json (MidiTokenizer or MiditokTokenizer): no code from the folder runs."""
+    import json
+
+    from transformers.utils import cached_file
+
+    from .tokenization_miditok import MiditokTokenizer
+    from .tokenization_music_transformer import MidiTokenizer
+
+    found = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False)
+    name = json.loads(Path(found).read_text(encoding="utf-8")).get("tokenizer_class") if found else None
+    classes = {cls.__name__: cls for cls in (MidiTokenizer, MiditokTokenizer)}
+    if name is not None and name not in classes:
+        raise ValueError(
+            f"{name_or_path}: tokenizer class {name!r} is not one of hf_music's ({', '.join(classes)})"
+        )
+    return classes.get(name, MidiTokenizer).from_pretrained(name_or_path)
+
+
+PERFORMANCE = "performance"  # --tokenizer's default: the Music Transformer's performance events
+
+
+def load_tokenizer(spec: str | None = None, options: str | dict | None = None):
+    """The tokenizer a command names with --tokenizer (and --tokenizer_options):
+
+    None or "performance": a new MidiTokenizer (its options as keyword arguments);
+    a miditok vocabulary (REMI, TSD, MIDILike, Structured, MMM): a new MiditokTokenizer with
+    those miditok config options ("use_programs=true,num_velocities=16");
+    anything else: a saved tokenizer folder or Hub id (`saved_tokenizer`; options refused).
+    """
+    from .tokenization_miditok import VOCABULARIES, MiditokTokenizer, parse_options
+    from .tokenization_music_transformer import MidiTokenizer
+
+    options = parse_options(options) if isinstance(options, str) or options is None else dict(options)
+    if spec is None or spec == PERFORMANCE:
+        return MidiTokenizer(**options)
+    if spec in VOCABULARIES:
+        return MiditokTokenizer.from_miditok(spec, **options)
+    if options:
+        raise ValueError(f"--tokenizer_options build a new tokenizer; {spec} is a saved one")
+    if not Path(spec).is_dir() and "/" not in spec:
+        raise ValueError(
+            f"--tokenizer {spec!r}: not {PERFORMANCE!r}, a miditok vocabulary ({', '.join(VOCABULARIES)}) "
+            "or a saved tokenizer folder"
+        )
+    return saved_tokenizer(spec)
+
+
+def override_tokenizer(model, tokenizer, spec: str | None):
+    """The checkpoint's tokenizer, or --tokenizer's when given (its vocabulary must fit the model's)."""
+    if spec is None:
+        return tokenizer
+    chosen = load_tokenizer(spec)
+    if len(chosen) > model.config.vocab_size:
+        raise ValueError(
+            f"--tokenizer {spec} has {len(chosen)} ids; the model knows {model.config.vocab_size}"
+        )
+    return chosen

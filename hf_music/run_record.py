@@ -105,8 +105,8 @@ class ScoreRow:
     bits_per_token: float
     perplexity: float
     accuracy: float
-    nats_per_second: float  # of music: comparable across vocabularies
-    nats_per_note: float
+    nats_per_second: float | None  # of music: comparable across vocabularies (None: not a
+    nats_per_note: float | None  # performance vocabulary, whose TIME_SHIFTs and NOTE_ONs count them)
 
 
 @strict

@@ -152,6 +152,8 @@ def load_corpus(
     seed: int = 0,
     license: str | None = None,
     num_proc: int | None = None,
+    max_seq_len: int | None = None,
+    augment: bool = False,
 ) -> TokenPack:
     """A tokenized corpus from exactly one source, as a TokenPack (in memory).
 
@@ -160,6 +162,8 @@ def load_corpus(
     tokens_file: a pack written by `TokenPack.save`; checked against the tokenizer's vocabulary.
     splits: only these splits (default: all). MIDI is tokenized with `datasets`, imported only
     here; bad files are skipped, counted and named in ``info["skipped"]``.
+    max_seq_len, augment: for a MiditokTokenizer only, the train split is cut into pieces of at
+    most max_seq_len tokens and augmented with miditok's own functions (`hf_music.miditok_data`).
     """
     if sum(x is not None for x in (maestro, midi_dir, tokens_file)) != 1:
         raise ValueError("give exactly one of maestro, midi_dir, tokens_file")
@@ -190,6 +194,9 @@ def load_corpus(
         }
         corpus["license"] = license or MAESTRO_LICENSE
     raw = DatasetDict({name: split for name, split in raw.items() if splits is None or name in splits})
+    if getattr(tokenizer, "is_miditok", False):
+        corpus["source_sha256"] = file_sha256(source)
+        return _miditok_pack(raw, tokenizer, corpus, started, max_seq_len, augment)
     ds, reports = tokenize_dataset(raw, tokenizer, num_proc=num_proc, return_report=True)
     info = {
         "corpus": {**corpus, "source_sha256": file_sha256(source)},
@@ -203,6 +210,29 @@ def load_corpus(
         "tokenize_seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     return TokenPack.from_pieces({name: split["input_ids"] for name, split in ds.items()}, info)
+
+
+def _miditok_pack(raw, tokenizer, corpus: dict, started: float, max_seq_len, augment: bool) -> TokenPack:
+    """A TokenPack of a miditok vocabulary: the train split split and augmented by miditok."""
+    from .miditok_data import tokenize_with_miditok
+
+    pieces, reports = {}, {}
+    for name, split in raw.items():
+        train = name == "train"
+        pieces[name], reports[name] = tokenize_with_miditok(
+            split, tokenizer, max_seq_len if train else None, augment and train, name=name
+        )
+    info = {
+        "corpus": corpus,
+        "tokenizer": {"class": type(tokenizer).__name__, "miditok": tokenizer.miditok.to_dict()},
+        "vocab_size": tokenizer.vocab_size,
+        "files": {name: list(split["midi_filename"]) for name, split in raw.items()},
+        "seconds": {name: report.seconds for name, report in reports.items()},
+        "notes": {name: report.notes for name, report in reports.items()},
+        "skipped": {name: [f for f, _ in report.skipped] for name, report in reports.items()},
+        "tokenize_seconds": round(time.perf_counter() - started, 1),
+    }
+    return TokenPack.from_pieces(pieces, info)
 
 
 __all__ = ["MAESTRO_LICENSE", "TokenPack", "TokenPackError", "file_sha256", "load_corpus"]

@@ -76,6 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--block_size", type=int, default=512)
     data.add_argument("--augment", action="store_true", help="transpose +-3 and stretch +-5%% (train split)")
     data.add_argument("--num_proc", type=int, default=None, help="processes for tokenization")
+    data.add_argument(
+        "--tokenizer",
+        default=None,
+        help="a new model's vocabulary: 'performance' (default: performance events, tracks merged into one "
+        "piano part), a miditok vocabulary (REMI, TSD, MIDILike, Structured, MMM: instruments kept) or a "
+        "saved tokenizer folder; with --init_from only the model's own vocabulary works",
+    )
+    data.add_argument(
+        "--tokenizer_options", default=None,
+        help='miditok config options for --tokenizer, e.g. "use_programs=true,num_velocities=16"',
+    )  # fmt: skip
     model = parser.add_argument_group("model")
     model.add_argument("--preset", default="tiny", choices=sorted(hf_music.PRESETS))
     model.add_argument(
@@ -175,6 +186,7 @@ def load_data(args, tokenizer) -> tuple[list, list, Corpus]:
         tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
         tokens_file=args.tokens_file, splits=("train", "validation"), maestro_version=args.maestro_version,
         validation_fraction=args.validation_fraction, seed=args.seed, num_proc=args.num_proc,
+        max_seq_len=args.block_size, augment=args.augment,  # used by miditok vocabularies only
     )  # fmt: skip
     if "validation" not in pack.splits:
         raise SystemExit("the corpus has no validation split; raise --validation_fraction")
@@ -326,14 +338,56 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int):
     accelerator.wait_for_everyone()
 
 
+def vocabulary_of(tokenizer) -> str:
+    """A tokenizer's vocabulary in words, for the line saying what a run does."""
+    if getattr(tokenizer, "is_miditok", False):
+        tracks = (
+            "tracks and their programs kept" if tokenizer.keeps_instruments else "tracks merged into one part"
+        )
+        return f"the miditok {tokenizer.vocabulary_name} vocabulary ({tokenizer.vocab_size} ids; {tracks})"
+    return f"the performance-event vocabulary ({tokenizer.vocab_size} ids; tracks merged into one piano part)"
+
+
+def training_mode(args, tokenizer) -> str:
+    """Which of the two ways a run goes: a new model for its vocabulary, or a fine-tune keeping the base's.
+
+    A model's embeddings belong to its vocabulary: a MAESTRO-trained performance model cannot take
+    a miditok vocabulary, so a multi-instrument corpus is either learned from scratch with one, or
+    fine-tuned with the performance vocabulary at the price of its instruments.
+    """
+    if not args.init_from:
+        return f"training a new model from scratch with {vocabulary_of(tokenizer)}"
+    line = f"fine-tuning {args.init_from} with its own vocabulary, {vocabulary_of(tokenizer)}"
+    if not getattr(tokenizer, "is_miditok", False):
+        line += (
+            ": instruments are lost (to keep them, train a new model: --tokenizer REMI "
+            "--tokenizer_options use_programs=true, or --tokenizer MMM, without --init_from)"
+        )
+    return line
+
+
+def check_tokenizer_choice(args, base_tokenizer) -> None:
+    """--tokenizer with --init_from must name the base model's own vocabulary (its embeddings need it)."""
+    if not args.tokenizer:
+        return
+    wanted = hf_music.load_tokenizer(args.tokenizer, args.tokenizer_options)
+    if type(wanted) is not type(base_tokenizer) or wanted.get_vocab() != base_tokenizer.get_vocab():
+        raise SystemExit(
+            f"--init_from {args.init_from} has {vocabulary_of(base_tokenizer)}; --tokenizer {args.tokenizer} is "
+            "another one, and a model's embeddings belong to its vocabulary. Either train a new model with "
+            "--tokenizer (drop --init_from), or fine-tune with the base's vocabulary (drop --tokenizer)."
+        )
+
+
 def build_model(args):
     """(model, tokenizer): a new model of --preset (+ overrides), or --init_from's, with --dropout."""
     if args.init_from:
         # The package's own classes for music_transformer checkpoints: their code files never run.
         model, tokenizer = hf_music.load_model(args.init_from, trust_remote_code=args.trust_remote_code)
+        check_tokenizer_choice(args, tokenizer)
         model.train()
     else:
-        tokenizer = hf_music.MidiTokenizer()
+        tokenizer = hf_music.load_tokenizer(args.tokenizer, args.tokenizer_options)
         # Learned positions past the training block would be untrained: the context is the block.
         overrides = {"n_positions": args.block_size, "vocab_size": tokenizer.vocab_size}
         config = hf_music.MusicTransformerConfig.from_preset(args.preset, **overrides)
@@ -628,11 +682,12 @@ def main(argv=None):
 
     # ---- model and data
     model, tokenizer = build_model(args)
+    accelerator.print(training_mode(args, tokenizer))
     with accelerator.main_process_first():  # the first process fills the datasets cache
         train, validation, corpus = load_data(args, tokenizer)
-    sampler = WindowSampler(
-        train, args.block_size, tokenizer, Augmentation() if args.augment else None, args.seed
-    )
+    # miditok vocabularies were augmented (and split) by miditok while the corpus was read.
+    augmentation = Augmentation() if args.augment and not getattr(tokenizer, "is_miditok", False) else None
+    sampler = WindowSampler(train, args.block_size, tokenizer, augmentation, args.seed)
     val_loader = validation_loader(validation, args)
     max_steps = plan_steps(args, len(train), accelerator.num_processes)
 

@@ -95,8 +95,13 @@ class WindowSampler:
         self.lengths = lengths  # [versions, pieces]
         self.starts = np.concatenate([[0], np.cumsum(lengths.ravel())[:-1]]).reshape(lengths.shape)
         self.flat = np.concatenate([ids for version in versions for ids in version]).astype(np.int16)
-        ranges = np.array([pitch_range(ids, tokenizer) for ids in pieces])
-        self.lowest, self.highest = ranges[:, 0], ranges[:, 1]
+        # Pitch ranges bound the transposition; without augmentation nothing reads note ids, so any
+        # tokenizer (a miditok vocabulary, augmented by miditok itself) can be sampled from.
+        if augmentation and augmentation.transpose:
+            ranges = np.array([pitch_range(ids, tokenizer) for ids in pieces])
+            self.lowest, self.highest = ranges[:, 0], ranges[:, 1]
+        else:
+            self.lowest, self.highest = np.zeros(len(pieces), np.int64), np.full(len(pieces), NUM_PITCHES - 1)
 
     def __len__(self) -> int:
         return self.lengths.shape[1]
@@ -115,7 +120,9 @@ class WindowSampler:
         inside = offset[None, :] < length[:, None] - start[:, None]
         index = self.starts[version, np.arange(n)][:, None] + start[:, None] + offset[None, :]
         ids = np.where(inside, self.flat[np.where(inside, index, 0)], self.tokenizer.pad_token_id)
-        ids = transpose_ids(ids.astype(np.int64), self.tokenizer, shifts)
+        ids = ids.astype(np.int64)
+        if transpose:
+            ids = transpose_ids(ids, self.tokenizer, shifts)
         return {"input_ids": ids, "labels": np.where(inside, ids, IGNORE_INDEX)}
 
 

@@ -109,3 +109,30 @@ def test_piano_renderer_in_steps_equals_one_render_stereo_44k():
         renderer.finish(tokenizer.ids_to_notes(ids))
         stepwise = renderer.samples()
     assert stepwise.shape == whole.shape and np.abs(stepwise.astype(int) - whole).max() <= 1
+
+
+def two_track_score(programs=(0, 73)) -> symusic.Score:
+    """Track one plays C4-E4-G4 in 0-1.5 s, track two the same notes in 2-3.5 s, on their own programs."""
+    score = symusic.Score(1000, ttype="second")
+    for program, start in zip(programs, (0.0, 2.0), strict=True):
+        track = symusic.Track(program=program, ttype="second")
+        for k, pitch in enumerate((60, 64, 67)):
+            track.notes.append(symusic.Note(start + 0.5 * k, 0.5, pitch, 100, ttype="second"))
+        score.tracks.append(track)
+    return score
+
+
+def test_each_track_plays_its_own_general_midi_program():
+    def segment(samples, a, b):
+        part = samples[int(a * SR) : int(b * SR)].astype(float)
+        return part / np.linalg.norm(part)
+
+    both = render_audio(two_track_score((0, 73)), SR)  # piano, then flute
+    piano_only = render_audio(two_track_score((0, 0)), SR)
+    flute_only = render_audio(two_track_score((73, 73)), SR)
+    # The second track's passage (2.1-3.4 s) sounds like the flute rendering, not the piano one;
+    # the first track's (0.1-1.4 s) like the piano.
+    like = lambda x, y: float(np.dot(segment(x, 2.1, 3.4), segment(y, 2.1, 3.4)))  # noqa: E731
+    assert like(both, flute_only) > 0.99 and like(both, piano_only) < 0.5
+    first = float(np.dot(segment(both, 0.1, 1.4), segment(piano_only, 0.1, 1.4)))
+    assert first > 0.99
