@@ -38,6 +38,7 @@ from transformers.utils import cached_file
 import hf_music
 from hf_music.flops import peak_flops, training_flops_per_token
 from hf_music.hub import check_repo_id, push_to_hub
+from hf_music.modeling_music_transformer import CUSTOM_GENERATE_DIR
 from hf_music.run_record import (
     RECORD_FILE,
     Corpus,
@@ -278,6 +279,8 @@ def export_model(accelerator, model, tokenizer, folder: Path, record: RunRecord)
     shutil.rmtree(tmp, ignore_errors=True)
     model = accelerator.unwrap_model(model)
     model.save_pretrained(tmp, safe_serialization=True)  # with custom_generate/ (the grammar)
+    if getattr(tokenizer, "is_miditok", False):  # the grammar is the performance vocabulary's
+        shutil.rmtree(tmp / CUSTOM_GENERATE_DIR)
     tokenizer.model_max_length = model.config.n_positions  # what the checkpoint's users may prompt with
     tokenizer.save_pretrained(tmp)  # tokenizer_config.json and the fast tokenizer.json
     record.save(tmp)

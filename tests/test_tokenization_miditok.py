@@ -284,6 +284,7 @@ def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     assert "training a new model from scratch with the miditok MMM (REMI) vocabulary" in result.stdout
     _, tokenizer = load_model(str(out / "best"))
     assert isinstance(tokenizer, MiditokTokenizer) and (Path(out / "best") / "miditok_params.json").is_file()
+    assert not (out / "best" / "custom_generate").exists()  # the performance grammar does not apply
     # evaluate.py scores the checkpoint on the corpus read the same way, and compares samples.
     from hf_music import evaluate
     from hf_music.run_record import RunRecord
