@@ -205,13 +205,9 @@ def generate_ids(
         model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_polyphony=max_polyphony,
         max_silence_seconds=max_silence_seconds, max_note_seconds=max_note_seconds,
     )  # fmt: skip
-    temperature, top_k, top_p, min_p = (settings[k] for k in ("temperature", "top_k", "top_p", "min_p"))
-    max_polyphony, max_silence_seconds, max_note_seconds = (
-        settings[k] for k in ("max_polyphony", "max_silence_seconds", "max_note_seconds")
-    )
-    if not temperature > 0:
+    if not settings["temperature"] > 0:
         raise ValueError(
-            f"temperature must be > 0, got {temperature} (use a small value such as 0.1 for near-greedy)"
+            f"temperature must be > 0, got {settings['temperature']} (use a small value such as 0.1 for near-greedy)"
         )
     if max_new_tokens < 1 or num_return_sequences < 1:
         raise ValueError("max_new_tokens and num_return_sequences must be >= 1")
@@ -220,32 +216,17 @@ def generate_ids(
     constrained = constrained and not miditok_vocabulary  # the grammar is the performance vocabulary's
     prompt_ids = prompt_to_ids(prompt, tokenizer, prompt_seconds)
     rows = [list(prompt_ids) for _ in range(num_return_sequences)]
-    target = len(rows[0]) + max_new_tokens
-    start = len(rows[0])
-    needed = None
-    if max_seconds is not None and not miditok_vocabulary:
-        needed = max(1, round(max_seconds * 1000 / tokenizer.time_resolution_ms))
-    prompt_music = tokenizer.seconds(prompt_ids) if miditok_vocabulary and max_seconds is not None else 0.0
+    start, target = len(prompt_ids), len(prompt_ids) + max_new_tokens
+    duration = _Duration(tokenizer, prompt_ids, start, max_seconds)
     device = next(model.parameters()).device
     finished = [False] * num_return_sequences
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        if needed is None:
-            bar = tqdm(total=max_new_tokens, unit="tok", desc="generating")
-        else:
-            bar = tqdm(
-                total=float(max_seconds),
-                unit="s",
-                desc="seconds of music",
-                bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} s [{elapsed}<{remaining}]",
-            )
+    bar = _progress_bar(max_new_tokens, duration) if progress else None
     was_training = model.training
     model.eval()
-    rng_devices = [device] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=rng_devices, enabled=seed is not None):
+        with torch.random.fork_rng(
+            devices=[device] if device.type == "cuda" else [], enabled=seed is not None
+        ):
             if seed is not None:
                 torch.manual_seed(seed)
             while len(rows[0]) < target and not all(finished):
@@ -253,71 +234,114 @@ def generate_ids(
                 keep = len(rows[0]) if len(rows[0]) < context else context // 2
                 window = torch.tensor([row[-keep:] for row in rows], device=device)
                 steps = min(target - len(rows[0]), context - keep)
-                criteria = StoppingCriteriaList()
-                if needed is not None:
-                    done = time_steps(torch.tensor([row[start:] for row in rows]), tokenizer).to(device)
-                    criteria.append(_DurationCriteria(tokenizer, window.shape[1], done, needed))
-                elif miditok_vocabulary and max_seconds is not None:
-                    criteria.append(
-                        _DecodedDurationCriteria(tokenizer, rows, window.shape[1], prompt_music, max_seconds)
-                    )
-                processors = LogitsProcessorList()
-                if constrained:
-                    processors.append(
-                        PerformanceGrammarLogitsProcessor(
-                            tokenizer,
-                            max_polyphony=max_polyphony,
-                            allow_eos=stop_at_eos,
-                            history=rows,
-                            max_silence_seconds=max_silence_seconds,
-                            max_note_seconds=max_note_seconds,
-                        )
-                    )
+                processors = _grammar(tokenizer, settings, rows, stop_at_eos) if constrained else None
                 out = model.generate(
                     window,
                     attention_mask=torch.ones_like(window),
                     max_new_tokens=steps,
                     # The grammar processor already masks <eos>; transformers' own mask costs two more.
                     min_new_tokens=None if stop_at_eos or constrained else steps,
-                    do_sample=True,
-                    temperature=float(temperature),
-                    top_k=int(top_k or 0),
-                    top_p=float(top_p if top_p is not None else 1.0),
-                    min_p=min_p,
                     logits_processor=processors,
                     # Without the grammar processor, <pad>/<bos> must still never be sampled mid-piece.
                     suppress_tokens=[tokenizer.pad_token_id, tokenizer.bos_token_id]
                     if miditok_vocabulary
                     else None,
-                    stopping_criteria=criteria,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    streamer=None
-                    if bar is None
-                    else _ProgressStreamer(
-                        bar,
-                        tokenizer if needed is not None else None,
-                        None
-                        if needed is None
-                        else time_steps(torch.tensor([row[start:] for row in rows]), tokenizer),
-                    ),
+                    stopping_criteria=duration.criteria(rows, window.shape[1], device),
+                    streamer=None if bar is None else duration.streamer(bar, rows),
+                    **_sampling_kwargs(settings, tokenizer),
                 )
-                new = out[:, window.shape[1] :]
-                if new.shape[1] < steps:  # every row stopped early: pad to keep the rows aligned
-                    new = torch.nn.functional.pad(
-                        new, (0, steps - new.shape[1]), value=tokenizer.pad_token_id
-                    )
-                for i, tokens in enumerate(new.tolist()):
-                    if finished[i]:
-                        tokens = [tokenizer.pad_token_id] * len(tokens)
-                    elif tokenizer.eos_token_id in tokens or tokenizer.pad_token_id in tokens:
-                        finished[i] = True  # <eos>, or the duration was reached (generate pads after)
-                    rows[i].extend(tokens)
+                _extend_rows(rows, finished, out[:, window.shape[1] :], steps, tokenizer)
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
-    # Cut each row after its <eos> or its last event (rows that finished early were padded).
+    return _trimmed(rows, start, target, tokenizer)
+
+
+def _grammar(tokenizer, settings: dict, rows, stop_at_eos: bool) -> LogitsProcessorList:
+    """The grammar processor for one window, its state read from the rows so far."""
+    grammar = PerformanceGrammarLogitsProcessor(
+        tokenizer, max_polyphony=settings["max_polyphony"], allow_eos=stop_at_eos, history=rows,
+        max_silence_seconds=settings["max_silence_seconds"], max_note_seconds=settings["max_note_seconds"],
+    )  # fmt: skip
+    return LogitsProcessorList([grammar])
+
+
+def _sampling_kwargs(settings: dict, tokenizer) -> dict:
+    """model.generate's sampling arguments from `sampling_settings` (0 / 1.0 turn top-k / top-p off)."""
+    return {
+        "do_sample": True,
+        "temperature": float(settings["temperature"]),
+        "top_k": int(settings["top_k"] or 0),
+        "top_p": float(settings["top_p"] if settings["top_p"] is not None else 1.0),
+        "min_p": settings["min_p"],
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
+class _Duration:
+    """--max_seconds: how long the new music must last, counted in TIME_SHIFT steps for the
+    performance vocabulary, by decoding for a miditok one (which has no such clock)."""
+
+    def __init__(self, tokenizer, prompt_ids, start: int, max_seconds: float | None):
+        self.tokenizer, self.start, self.max_seconds = tokenizer, start, max_seconds
+        self.steps_needed = None  # TIME_SHIFT steps of new music, performance vocabulary only
+        self.prompt_seconds = 0.0  # music already in the prompt, miditok vocabularies only
+        if max_seconds is not None and not is_miditok(tokenizer):
+            self.steps_needed = max(1, round(max_seconds * 1000 / tokenizer.time_resolution_ms))
+        elif max_seconds is not None:
+            self.prompt_seconds = tokenizer.seconds(prompt_ids)
+
+    def steps_done(self, rows) -> torch.Tensor:
+        return time_steps(torch.tensor([row[self.start :] for row in rows]), self.tokenizer)
+
+    def criteria(self, rows, window_length: int, device) -> StoppingCriteriaList:
+        criteria = StoppingCriteriaList()
+        if self.steps_needed is not None:
+            done = self.steps_done(rows).to(device)
+            criteria.append(_DurationCriteria(self.tokenizer, window_length, done, self.steps_needed))
+        elif self.max_seconds is not None:
+            criteria.append(
+                _DecodedDurationCriteria(
+                    self.tokenizer, rows, window_length, self.prompt_seconds, self.max_seconds
+                )
+            )
+        return criteria
+
+    def streamer(self, bar, rows) -> _ProgressStreamer:
+        """Advances the bar by seconds of music when they are counted, else by tokens."""
+        if self.steps_needed is None:
+            return _ProgressStreamer(bar, None, None)
+        return _ProgressStreamer(bar, self.tokenizer, self.steps_done(rows))
+
+
+def _progress_bar(max_new_tokens: int, duration: _Duration):
+    from tqdm.auto import tqdm
+
+    if duration.steps_needed is None:
+        return tqdm(total=max_new_tokens, unit="tok", desc="generating")
+    return tqdm(
+        total=float(duration.max_seconds), unit="s", desc="seconds of music",
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} s [{elapsed}<{remaining}]",
+    )  # fmt: skip
+
+
+def _extend_rows(rows, finished, new: torch.Tensor, steps: int, tokenizer) -> None:
+    """Append one window's new tokens; a row that ended (<eos>, or its duration: generate pads
+    after it) is marked finished and padded from then on, so the rows stay aligned."""
+    if new.shape[1] < steps:  # every row stopped early
+        new = torch.nn.functional.pad(new, (0, steps - new.shape[1]), value=tokenizer.pad_token_id)
+    for i, tokens in enumerate(new.tolist()):
+        if finished[i]:
+            tokens = [tokenizer.pad_token_id] * len(tokens)
+        elif tokenizer.eos_token_id in tokens or tokenizer.pad_token_id in tokens:
+            finished[i] = True
+        rows[i].extend(tokens)
+
+
+def _trimmed(rows, start: int, target: int, tokenizer) -> list[list[int]]:
+    """Each row cut after its <eos> or its last event (rows that finished early were padded)."""
     result = []
     for row in rows:
         if tokenizer.eos_token_id in row:
