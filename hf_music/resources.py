@@ -72,10 +72,14 @@ def saved_tokenizer(name_or_path: str):
     from transformers.utils import cached_file
 
     from .tokenization_miditok import MiditokTokenizer
-    from .tokenization_music_transformer import MidiTokenizer
+    from .tokenization_music_transformer import FAST_TOKENIZER_CLASS, MidiTokenizer
 
     found = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False)
-    name = json.loads(Path(found).read_text(encoding="utf-8")).get("tokenizer_class") if found else None
+    config = json.loads(Path(found).read_text(encoding="utf-8")) if found else {}
+    name = config.get("tokenizer_class")
+    if name == FAST_TOKENIZER_CLASS:  # the fast text tokenizer for plain transformers: auto_map names ours
+        auto = (config.get("auto_map") or {}).get("AutoTokenizer") or [None]
+        name = auto[0].rsplit(".", 1)[-1] if auto[0] else MidiTokenizer.__name__
     classes = {cls.__name__: cls for cls in (MidiTokenizer, MiditokTokenizer)}
     if name is not None and name not in classes:
         raise ValueError(
