@@ -18,6 +18,7 @@ from which its model card is rendered.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -110,13 +111,16 @@ def sample_comparison(args, model, tokenizer, reference_pieces) -> SampleCompari
     )  # fmt: skip
     generated = [tokenizer.ids_to_notes(row) for row in ids]
     reference = [tokenizer.ids_to_notes(ids) for ids in reference_pieces]
-    features = [FeatureRow(**row) for row in compare_features(reference, generated)]
+    features = [
+        FeatureRow(**{key: None if isinstance(v, float) and math.isnan(v) else v for key, v in row.items()})
+        for row in compare_features(reference, generated)
+    ]
     print(f"\n{args.samples} samples x {args.max_new_tokens} tokens vs the held-out pieces")
     print(f"{'feature':<24} {'OA':>6} {'KL':>7} {'held-out':>9} {'generated':>10}")
     for row in features:
         print(
-            f"{row.feature:<24} {row.overlap:>6.3f} {row.kl:>7.3f} "
-            f"{row.reference_mean:>9.3f} {row.generated_mean:>10.3f}"
+            f"{row.feature:<24} {nan_for_none(row.overlap):>6.3f} {nan_for_none(row.kl):>7.3f} "
+            f"{nan_for_none(row.reference_mean):>9.3f} {nan_for_none(row.generated_mean):>10.3f}"
         )
     return SampleComparison(args.samples, args.max_new_tokens, float(args.temperature), features)
 

@@ -114,11 +114,11 @@ class ScoreRow:
 class FeatureRow:
     """A musical feature of generated pieces against held-out ones (Yang & Lerch 2020)."""
 
-    feature: str
-    overlap: float
-    kl: float
-    reference_mean: float
-    generated_mean: float
+    feature: str  # values are None where a set had none (e.g. no notes in a short sample)
+    overlap: float | None
+    kl: float | None
+    reference_mean: float | None
+    generated_mean: float | None
 
 
 @strict
