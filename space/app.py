@@ -25,7 +25,7 @@ import torch
 
 from hf_music import bundled_prompts, generate_ids, load_model
 from hf_music.audio import AudioUnavailableError, PianoRenderer, note_name, piano_roll_figure, write_wav
-from hf_music.generation import prompt_to_ids, time_steps
+from hf_music.generation import is_miditok, prompt_to_ids, time_steps
 from hf_music.resources import PROMPTS_DIR
 
 MODEL_ID = os.environ.get("HF_MUSIC_MODEL") or None
@@ -140,6 +140,11 @@ def piece_chunks(model, tokenizer, prompt, seconds, seed, max_new_tokens=MAX_NEW
     call's sliding window re-primes (once the piece outgrows the model's context, a chunk is a
     whole window: the first ``context`` tokens stream in small chunks, later ones in windows).
     """
+    if is_miditok(tokenizer):  # no TIME_SHIFT clock to cut chunks at: one call, then the piece
+        with generate_lock:
+            yield generate_ids(model, tokenizer, prompt=prompt, max_new_tokens=max_new_tokens, seed=seed,
+                               max_seconds=seconds, **sampling)[0], True  # fmt: skip
+        return
     ids = prompt_to_ids(prompt, tokenizer)
     start, context = len(ids), model.config.n_positions
     window_step = context - context // 2  # the tokens each re-primed window adds in generate_ids
@@ -199,12 +204,11 @@ def compose_stream(
     try:
         chunks = piece_chunks(model, tokenizer, prompt, seconds, seed, **sampling)
         for number, (ids, done) in enumerate(chunks):
-            notes = tokenizer.ids_to_notes(ids)  # decoded once: audio, piano roll and MIDI use these notes
-            now = int(time_steps(torch.tensor(ids), tokenizer)) * tokenizer.time_step
-            audio = render_chunk(renderer, notes, now, done, folder / f"audio_{number}.wav")
+            piece, notes, now = decoded(tokenizer, ids)  # once: audio, piano roll and MIDI use these
+            audio = render_chunk(renderer, piece, now, done, folder / f"audio_{number}.wav")
             midi_path = folder / f"part_{number}" / f"hf_music_seed{seed}.mid"
             midi_path.parent.mkdir()
-            tokenizer.notes_to_score(notes).dump_midi(str(midi_path))
+            (piece if is_miditok(tokenizer) else tokenizer.notes_to_score(notes)).dump_midi(str(midi_path))
             figure = piano_roll_figure(notes, prompt_seconds=prompt_end or None,
                                        total_seconds=prompt_end + seconds)  # fmt: skip
             written = now - prompt_end
@@ -221,6 +225,15 @@ def compose_stream(
     finally:
         if renderer is not None:
             renderer.close()
+
+
+def decoded(tokenizer, ids):
+    """(what to play, its notes, seconds of music so far) of the ids: the performance vocabulary's
+    notes (one piano), or a miditok vocabulary's Score (each track on its own program)."""
+    if is_miditok(tokenizer):
+        return tokenizer.decode_midi(ids), tokenizer.ids_to_notes(ids), tokenizer.seconds(ids)
+    notes = tokenizer.ids_to_notes(ids)
+    return notes, notes, int(time_steps(torch.tensor(ids), tokenizer)) * tokenizer.time_step
 
 
 def render_chunk(renderer, notes, now: float, done: bool, path: Path) -> str | None:
