@@ -370,10 +370,12 @@ class TokenizationReport:
     notes: int = 0
     tokens: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    pieces: int | None = None  # when files were cut into more pieces (miditok's splitting, augmentation)
 
     def summary(self) -> str:
+        pieces = f" -> {self.pieces} pieces" if self.pieces is not None else ""
         line = (
-            f"tokenized {self.files} files: {self.seconds / 3600:.2f} h, {self.notes:,} notes, "
+            f"tokenized {self.files} files{pieces}: {self.seconds / 3600:.2f} h, {self.notes:,} notes, "
             f"{self.tokens:,} tokens; skipped {len(self.skipped)} bad file(s)"
         )
         # A MidiReadError names its file already.

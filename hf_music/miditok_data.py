@@ -13,10 +13,9 @@ performance time) only apply to performance events. Bad files are skipped, count
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
+from .data import TokenizationReport
 from .tokenization_miditok import MiditokTokenizer, _require_miditok
 from .tokenization_music_transformer import MidiReadError, load_score
 
@@ -24,26 +23,7 @@ from .tokenization_music_transformer import MidiReadError, load_score
 PITCH_OFFSETS = (-3, -2, -1, 1, 2, 3)
 
 
-@dataclass
-class MiditokReport:
-    """What tokenizing one split gave: files read, pieces made, notes, tokens, skipped files."""
-
-    files: int = 0
-    pieces: int = 0
-    notes: int = 0
-    tokens: int = 0
-    seconds: float = 0.0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def summary(self, name: str) -> str:
-        line = (
-            f"{name}: {self.files} files -> {self.pieces} pieces, {self.seconds / 3600:.2f} h, "
-            f"{self.notes:,} notes, {self.tokens:,} tokens; skipped {len(self.skipped)}"
-        )
-        return line + "".join(f"\n  skipped {file}: {reason}" for file, reason in self.skipped)
-
-
-def read_scores(rows, report: MiditokReport) -> list:
+def read_scores(rows, report: TokenizationReport) -> list:
     """(name, Score) of every readable file of a split with notes; the others skipped and counted."""
     scores = []
     for name, data in zip(rows["midi_filename"], rows["midi"], strict=True):
@@ -91,9 +71,9 @@ def tokenize_with_miditok(
     max_seq_len: int | None = None,
     augment: bool = False,
     name: str = "split",
-) -> tuple[list[np.ndarray], MiditokReport]:
+) -> tuple[list[np.ndarray], TokenizationReport]:
     """int32 id pieces (<bos> ... <eos>) of a split's rows (``midi_filename``, ``midi`` bytes)."""
-    report = MiditokReport()
+    report = TokenizationReport()
     scores = read_scores(rows, report)
     report.files = len(scores)
     average = tokens_per_note(tokenizer, scores) if scores and max_seq_len is not None else 0.0
@@ -108,8 +88,8 @@ def tokenize_with_miditok(
         except (ValueError, IndexError, KeyError) as err:  # miditok's complaints about one file
             report.skipped.append((file, f"miditok cannot encode it ({err})"))
     report.pieces, report.tokens = len(pieces), int(sum(len(p) for p in pieces))
-    print(report.summary(name))
+    print(f"{name}: {report.summary()}")
     return pieces, report
 
 
-__all__ = ["PITCH_OFFSETS", "MiditokReport", "tokenize_with_miditok"]
+__all__ = ["PITCH_OFFSETS", "tokenize_with_miditok"]

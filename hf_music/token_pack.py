@@ -198,18 +198,27 @@ def load_corpus(
         corpus["source_sha256"] = file_sha256(source)
         return _miditok_pack(raw, tokenizer, corpus, started, max_seq_len, augment)
     ds, reports = tokenize_dataset(raw, tokenizer, num_proc=num_proc, return_report=True)
-    info = {
-        "corpus": {**corpus, "source_sha256": file_sha256(source)},
-        "tokenizer": {k: getattr(tokenizer, k) for k in ("time_resolution_ms", "max_time_shift",
-                                                           "num_velocity_bins", "sustain_pedal")},
+    settings = {k: getattr(tokenizer, k) for k in ("time_resolution_ms", "max_time_shift",
+                                                    "num_velocity_bins", "sustain_pedal")}  # fmt: skip
+    info = _pack_info(
+        {**corpus, "source_sha256": file_sha256(source)}, settings, tokenizer, ds, reports, started
+    )
+    return TokenPack.from_pieces({name: split["input_ids"] for name, split in ds.items()}, info)
+
+
+def _pack_info(corpus: dict, settings: dict, tokenizer, splits, reports: dict, started: float) -> dict:
+    """What a pack records of its corpus: the source, the tokenizer, and per split the files, hours,
+    notes and skipped files."""
+    return {
+        "corpus": corpus,
+        "tokenizer": settings,
         "vocab_size": tokenizer.vocab_size,
-        "files": {name: list(split["midi_filename"]) for name, split in ds.items()},
+        "files": {name: list(split["midi_filename"]) for name, split in splits.items()},
         "seconds": {name: report.seconds for name, report in reports.items()},
         "notes": {name: report.notes for name, report in reports.items()},
         "skipped": {name: [f for f, _ in report.skipped] for name, report in reports.items()},
         "tokenize_seconds": round(time.perf_counter() - started, 1),
-    }  # fmt: skip
-    return TokenPack.from_pieces({name: split["input_ids"] for name, split in ds.items()}, info)
+    }
 
 
 def _miditok_pack(raw, tokenizer, corpus: dict, started: float, max_seq_len, augment: bool) -> TokenPack:
@@ -222,17 +231,8 @@ def _miditok_pack(raw, tokenizer, corpus: dict, started: float, max_seq_len, aug
         pieces[name], reports[name] = tokenize_with_miditok(
             split, tokenizer, max_seq_len if train else None, augment and train, name=name
         )
-    info = {
-        "corpus": corpus,
-        "tokenizer": {"class": type(tokenizer).__name__, "miditok": tokenizer.miditok.to_dict()},
-        "vocab_size": tokenizer.vocab_size,
-        "files": {name: list(split["midi_filename"]) for name, split in raw.items()},
-        "seconds": {name: report.seconds for name, report in reports.items()},
-        "notes": {name: report.notes for name, report in reports.items()},
-        "skipped": {name: [f for f, _ in report.skipped] for name, report in reports.items()},
-        "tokenize_seconds": round(time.perf_counter() - started, 1),
-    }
-    return TokenPack.from_pieces(pieces, info)
+    settings = {"class": type(tokenizer).__name__, "miditok": tokenizer.miditok.to_dict()}
+    return TokenPack.from_pieces(pieces, _pack_info(corpus, settings, tokenizer, raw, reports, started))
 
 
 __all__ = ["MAESTRO_LICENSE", "TokenPack", "TokenPackError", "file_sha256", "load_corpus"]
