@@ -462,14 +462,11 @@ def corpus_statistics(ds: Dataset, tokenizer: MidiTokenizer) -> dict:
     """Notes, tokens and seconds of music in a tokenized dataset (numpy over the Arrow column)."""
     column = ds.with_format("numpy")["input_ids"]
     flat = np.concatenate(list(column)) if len(column) else np.zeros(0, np.int64)
-    is_shift = (flat >= tokenizer.time_shift_offset) & (flat < tokenizer.velocity_offset)
-    steps = int((flat[is_shift] - tokenizer.time_shift_offset + 1).sum())
-    is_on = (flat >= tokenizer.note_on_offset) & (flat < tokenizer.note_off_offset)
     return {
         "files": len(ds),
         "tokens": int(flat.size),
-        "notes": int(is_on.sum()),
-        "seconds": steps * tokenizer.time_step,
+        "notes": int(tokenizer.notes_of_id[flat].sum()),
+        "seconds": int(tokenizer.steps_of_id[flat].sum()) * tokenizer.time_step,
     }
 
 

@@ -89,10 +89,9 @@ def score_blocks(
             correct[k] += (guess == targets)[scored].sum()
         count += int(scored.sum())
         if tokenizer is not None:
-            kept = targets[scored]
-            is_shift = (kept >= tokenizer.time_shift_offset) & (kept < tokenizer.velocity_offset)
-            steps += int((kept[is_shift] - tokenizer.time_shift_offset + 1).sum())
-            notes += int(((kept >= tokenizer.note_on_offset) & (kept < tokenizer.note_off_offset)).sum())
+            kept = targets[scored].cpu().numpy()  # a merged (BPE) token may hold several events
+            steps += int(tokenizer.steps_of_id[kept].sum())
+            notes += int(tokenizer.notes_of_id[kept].sum())
     seconds = steps * tokenizer.time_step if tokenizer is not None else 0.0
     rows = []
     for k, name in enumerate(names):
@@ -242,6 +241,17 @@ def degeneration_statistics(
     }
 
 
+def reference_excerpts(pieces, tokenizer, count: int, seconds: float, seed: int) -> list[PerformanceNotes]:
+    """`count` random excerpts of `seconds` from random pieces, as notes after the tokenizer's round trip."""
+    rng = np.random.default_rng(seed)
+    excerpts = []
+    for index in rng.integers(len(pieces), size=count):
+        notes = tokenizer.ids_to_notes(pieces[index])
+        start = rng.uniform(0, max(float(notes.offset.max()) - seconds, 0.0))
+        excerpts.append(excerpt(notes, start, seconds))
+    return excerpts
+
+
 def excerpt(notes: PerformanceNotes, start: float, seconds: float) -> PerformanceNotes:
     """The notes struck in [start, start + seconds), shifted to 0 and cut at the excerpt's end."""
     keep = (notes.onset >= start) & (notes.onset < start + seconds)
@@ -278,5 +288,6 @@ __all__ = [
     "out_of_range",
     "out_of_range_limits",
     "overlap_and_kl",
+    "reference_excerpts",
     "score_blocks",
 ]

@@ -26,9 +26,10 @@ from .tokenization_music_transformer import MidiTokenizer, PerformanceNotes
 
 def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
     """Per row, the time the TIME_SHIFT events of `ids` advance, in steps of time_resolution_ms."""
-    shift = ids - tokenizer.time_shift_offset
-    is_shift = (shift >= 0) & (shift < tokenizer.max_time_shift)
-    return torch.where(is_shift, shift + 1, 0).sum(dim=-1)
+    steps_of_id = torch.as_tensor(tokenizer.steps_of_id, device=ids.device)  # merged tokens included
+    ids = ids.long()  # torch.tensor of empty rows is float
+    known = ids < len(steps_of_id)  # a model's vocabulary may be padded past the tokenizer's
+    return torch.where(known, steps_of_id[ids.clamp(max=len(steps_of_id) - 1)], 0).sum(dim=-1)
 
 
 class _DurationCriteria(StoppingCriteria):

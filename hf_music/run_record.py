@@ -59,6 +59,7 @@ class ModelShape:
     n_head: int
     context: int  # n_positions: events the model sees at once
     vocab_size: int
+    bpe_merges: int = 0  # of the vocabulary, merged (BPE) tokens of performance events
 
 
 @strict
@@ -190,7 +191,9 @@ def from_dict(cls, data: Any, where: str = "run record"):
         raise RunRecordError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    missing, unknown = names - set(data), set(data) - names
+    # A field with a default came later: records written before it still load.
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+    missing, unknown = required - set(data), set(data) - names
     if missing or unknown:
         raise RunRecordError(
             f"{where}: {cls.__name__} "
@@ -203,7 +206,10 @@ def from_dict(cls, data: Any, where: str = "run record"):
                 if part
             )
         )
-    values = {name: _convert(hints[name], data[name], f"{where}: {cls.__name__}.{name}") for name in names}
+    values = {
+        name: _convert(hints[name], data[name], f"{where}: {cls.__name__}.{name}")
+        for name in names & set(data)
+    }
     try:
         return cls(**values)
     except (StrictDataclassError, TypeError, ValueError) as error:

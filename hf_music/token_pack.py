@@ -169,13 +169,20 @@ def load_corpus(
         raise ValueError("give exactly one of maestro, midi_dir, tokens_file")
     if tokens_file is not None:
         pack = TokenPack.load(tokens_file)
-        if pack.info.get("vocab_size") != tokenizer.vocab_size:
-            raise TokenPackError(
-                f"{tokens_file} was made for a vocabulary of {pack.info.get('vocab_size')} ids, "
-                f"the tokenizer has {tokenizer.vocab_size}"
-            )
         keep = [name for name in pack.splits if splits is None or name in splits]
-        return TokenPack({n: pack.tokens[n] for n in keep}, {n: pack.offsets[n] for n in keep}, pack.info)
+        pack = TokenPack({n: pack.tokens[n] for n in keep}, {n: pack.offsets[n] for n in keep}, pack.info)
+        if getattr(tokenizer, "is_bpe", False) and pack.info.get("vocab_size") == tokenizer.base_vocab_size:
+            return merged_pack(pack, tokenizer)  # a pack of performance events serves every BPE vocabulary
+        if pack.info.get("vocab_size") != tokenizer.vocab_size or _merges_of(pack.info) != _merges_sha256(
+            tokenizer
+        ):
+            raise TokenPackError(
+                f"{tokens_file} was made for a vocabulary of {pack.info.get('vocab_size')} ids "
+                f"({'BPE merges ' + _merges_of(pack.info)[:12] if _merges_of(pack.info) else 'no merges'}), "
+                f"the tokenizer has {tokenizer.vocab_size}"
+                f"{' (BPE merges ' + _merges_sha256(tokenizer)[:12] + ')' if _merges_sha256(tokenizer) else ''}"
+            )
+        return pack
     from datasets import DatasetDict
 
     from .data import load_maestro, load_midi_folder, tokenize_dataset
@@ -200,10 +207,40 @@ def load_corpus(
     ds, reports = tokenize_dataset(raw, tokenizer, num_proc=num_proc, return_report=True)
     settings = {k: getattr(tokenizer, k) for k in ("time_resolution_ms", "max_time_shift",
                                                     "num_velocity_bins", "sustain_pedal")}  # fmt: skip
+    if _merges_sha256(tokenizer):
+        settings["bpe_merges_sha256"] = _merges_sha256(tokenizer)
     info = _pack_info(
         {**corpus, "source_sha256": file_sha256(source)}, settings, tokenizer, ds, reports, started
     )
     return TokenPack.from_pieces({name: split["input_ids"] for name, split in ds.items()}, info)
+
+
+def _merges_sha256(tokenizer) -> str | None:
+    merges = getattr(tokenizer, "bpe_merges", None)
+    return hashlib.sha256(np.asarray(merges, np.int64).tobytes()).hexdigest() if merges else None
+
+
+def _merges_of(info: dict) -> str | None:
+    return (info.get("tokenizer") or {}).get("bpe_merges_sha256")
+
+
+def merged_pack(pack: TokenPack, tokenizer) -> TokenPack:
+    """A pack of performance events with a BPE tokenizer's merges applied to every piece."""
+    started = time.perf_counter()
+    splits = {name: [tokenizer.merge(ids) for ids in pack.pieces(name)] for name in pack.splits}
+    info = {
+        **pack.info,
+        "vocab_size": tokenizer.vocab_size,
+        "tokenizer": {**pack.info.get("tokenizer", {}), "bpe_merges_sha256": _merges_sha256(tokenizer)},
+    }
+    merged = TokenPack.from_pieces(splits, info)
+    sizes = ", ".join(
+        f"{name} {pack.tokens[name].size:,} -> {merged.tokens[name].size:,}" for name in pack.splits
+    )
+    print(
+        f"BPE merges applied ({tokenizer.vocab_size} ids): {sizes} tokens in {time.perf_counter() - started:.1f} s"
+    )
+    return merged
 
 
 def _pack_info(corpus: dict, settings: dict, tokenizer, splits, reports: dict, started: float) -> dict:
@@ -235,4 +272,4 @@ def _miditok_pack(raw, tokenizer, corpus: dict, started: float, max_seq_len, aug
     return TokenPack.from_pieces(pieces, _pack_info(corpus, settings, tokenizer, raw, reports, started))
 
 
-__all__ = ["MAESTRO_LICENSE", "TokenPack", "TokenPackError", "file_sha256", "load_corpus"]
+__all__ = ["MAESTRO_LICENSE", "TokenPack", "TokenPackError", "file_sha256", "load_corpus", "merged_pack"]

@@ -7,6 +7,8 @@ Vocabulary (defaults give 391 ids):
     NOTE_OFF_0 .. NOTE_OFF_127             a key (or the sustain pedal holding it) goes up
     TIME_SHIFT_1 .. TIME_SHIFT_100         time moves on by k * 10 ms (10 ms .. 1 s)
     VELOCITY_0 .. VELOCITY_31              loudness bin of the following NOTE_ONs
+    NOTE_OFF_60+VELOCITY_20+NOTE_ON_64 ..  with ``bpe_merges`` only: merged events (byte-pair
+                                           encoding, Fradet et al. 2023), after the base ids
 
 Encoding order at one instant (documented, tested): all NOTE_OFFs by ascending pitch, then the
 NOTE_ONs by ascending pitch, each preceded by a VELOCITY token only when its velocity bin differs
@@ -41,6 +43,12 @@ FAST_TOKENIZER_FILE = "tokenizer.json"
 # class over tokenizer.json (auto_map still names MidiTokenizer for trust_remote_code).
 FAST_TOKENIZER_CLASS = "TokenizersBackend"
 NUM_PITCHES = 128
+# A merged (BPE) token is named by its events joined with this: the grammar and Hub users read
+# the expansion from the name alone.
+MERGE_SEPARATOR = "+"
+# 🤗 tokenizers' BPE works on characters: base id i is the character chr(BPE_FIRST_CHAR + i) (a CJK
+# block, so no id is whitespace or a control character), as miditok maps its ids to characters.
+BPE_FIRST_CHAR = 0x4E00
 # 120 quarter notes per minute and 500 ticks per quarter: one tick is exactly one millisecond.
 _TICKS_PER_QUARTER = 500
 _QPM = 120.0
@@ -231,6 +239,10 @@ class MidiTokenizer(PreTrainedTokenizer):
             ``v * num_velocity_bins // 128`` and decodes to the bin's centre.
         sustain_pedal: extend note releases to the sustain pedal's release (CC64 >= 64), as
             Magenta and the Music Transformer do.
+        bpe_merges: byte-pair merges over the events, ``[[left_id, right_id], ...]`` in the order
+            learned (from :meth:`train_bpe`); merge i is id ``base_vocab_size + i``. A merged token
+            holds note events and at most one TIME_SHIFT, its last (merges never cross a time
+            shift), so each token is one instant of the performance and the time after it.
 
     The text form is space-separated event names: ``tok("NOTE_ON_60 TIME_SHIFT_50 NOTE_OFF_60")``
     gives ``<bos>`` and the events (no ``<eos>``: a prompt is to be continued), and decoding writes
@@ -249,6 +261,7 @@ class MidiTokenizer(PreTrainedTokenizer):
         max_time_shift: int = 100,
         num_velocity_bins: int = 32,
         sustain_pedal: bool = True,
+        bpe_merges: list | None = None,
         pad_token: str = "<pad>",
         bos_token: str = "<bos>",
         eos_token: str = "<eos>",
@@ -274,6 +287,8 @@ class MidiTokenizer(PreTrainedTokenizer):
             *(f"TIME_SHIFT_{k}" for k in range(1, self.max_time_shift + 1)),
             *(f"VELOCITY_{b}" for b in range(self.num_velocity_bins)),
         ]
+        self.base_vocab_size = len(self._id_to_token)
+        self.bpe_merges = self._add_merges(bpe_merges or [])
         self._token_to_id = {tok: i for i, tok in enumerate(self._id_to_token)}
         # Pattern is not saved by transformers, so it is set here on every construction.
         kwargs.setdefault("special_tokens_pattern", "bos")
@@ -284,11 +299,47 @@ class MidiTokenizer(PreTrainedTokenizer):
             max_time_shift=self.max_time_shift,
             num_velocity_bins=self.num_velocity_bins,
             sustain_pedal=self.sustain_pedal,
+            **({"bpe_merges": [list(pair) for pair in self.bpe_merges]} if self.bpe_merges else {}),
             pad_token=pad_token,
             bos_token=bos_token,
             eos_token=eos_token,
             **kwargs,
         )
+
+    def _add_merges(self, merges) -> list[tuple[int, int]]:
+        """Append the merged tokens; keep each one's expansion (base ids) as a ragged array."""
+        expansions = [(i,) for i in range(self.base_vocab_size)]
+        pairs = []
+        for pair in merges:
+            left, right = (int(i) for i in pair)
+            if not (
+                len(SPECIAL_TOKENS) <= left < len(expansions)
+                and len(SPECIAL_TOKENS) <= right < len(expansions)
+            ):
+                raise ValueError(
+                    f"bpe merge {pair}: ids must be events or earlier merges (3..{len(expansions) - 1})"
+                )
+            events = expansions[left] + expansions[right]
+            if any(self.time_shift_offset <= i < self.velocity_offset for i in events[:-1]):
+                raise ValueError(f"bpe merge {pair}: a TIME_SHIFT may only end a merged token")
+            expansions.append(events)
+            pairs.append((left, right))
+            self._id_to_token.append(MERGE_SEPARATOR.join(self._id_to_token[i] for i in events))
+        lengths = np.array([len(e) for e in expansions], np.int64)
+        self._expansion_start = np.concatenate(([0], np.cumsum(lengths)))
+        self._expansion_ids = np.fromiter((i for e in expansions for i in e), np.int64, int(lengths.sum()))
+        # Per id: the time steps it moves on and the notes it strikes (statistics and stopping rules).
+        base = self._expansion_ids
+        shift = np.where(
+            (base >= self.time_shift_offset) & (base < self.velocity_offset),
+            base - self.time_shift_offset + 1,
+            0,
+        )
+        strikes = (base >= self.note_on_offset) & (base < self.note_off_offset)
+        self.steps_of_id = np.add.reduceat(shift, self._expansion_start[:-1])
+        self.notes_of_id = np.add.reduceat(strikes.astype(np.int64), self._expansion_start[:-1])
+        self._bpe = None  # the 🤗 tokenizers BPE model, built when first needed
+        return pairs
 
     # ------------------------------------------------------------------ transformers API
     @property
@@ -366,6 +417,86 @@ class MidiTokenizer(PreTrainedTokenizer):
         with open(config_file, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         return (*files, fast_file)
+
+    # ------------------------------------------------------------------ byte-pair encoding
+    @property
+    def is_bpe(self) -> bool:
+        return bool(self.bpe_merges)
+
+    def base_ids(self, ids) -> np.ndarray:
+        """The performance events of an id sequence: merged tokens expanded, ids past the vocabulary dropped."""
+        ids = as_id_array(ids)
+        if not self.bpe_merges:
+            return ids
+        ids = ids[(ids >= 0) & (ids < self.vocab_size)]
+        start = self._expansion_start[ids]
+        lengths = self._expansion_start[ids + 1] - start
+        first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return self._expansion_ids[np.repeat(start, lengths) + np.arange(int(lengths.sum())) - first]
+
+    def _bpe_pre_tokenizer(self):
+        """Words end after each TIME_SHIFT: merges stay within one instant and the time after it."""
+        from tokenizers import Regex, pre_tokenizers
+
+        first, last = (chr(BPE_FIRST_CHAR + i) for i in (self.time_shift_offset, self.velocity_offset - 1))
+        return pre_tokenizers.Split(Regex(f"[{first}-{last}]"), behavior="merged_with_previous")
+
+    @staticmethod
+    def _as_chars(ids) -> str:
+        return (np.asarray(ids, np.uint32) + BPE_FIRST_CHAR).astype("<u4").tobytes().decode("utf-32-le")
+
+    def _bpe_model(self):
+        """A 🤗 tokenizers BPE model whose ids are this tokenizer's: characters in, merged ids out."""
+        if self._bpe is None:
+            from tokenizers import Tokenizer, models
+
+            chars = [
+                self._as_chars(self._expansion_ids[a:b])
+                for a, b in zip(self._expansion_start[:-1], self._expansion_start[1:], strict=True)
+            ]
+            merges = [(chars[left], chars[right]) for left, right in self.bpe_merges]
+            self._bpe = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(chars)}, merges=merges))
+            self._bpe.pre_tokenizer = self._bpe_pre_tokenizer()
+        return self._bpe
+
+    def merge(self, ids) -> np.ndarray:
+        """Apply the BPE merges to base event ids (the identity without merges)."""
+        ids = as_id_array(ids)
+        if not self.bpe_merges or not len(ids):
+            return ids
+        return np.asarray(
+            self._bpe_model().encode(self._as_chars(ids), add_special_tokens=False).ids, np.int64
+        )
+
+    def train_bpe(self, pieces, vocab_size: int, show_progress: bool = False) -> MidiTokenizer:
+        """A new tokenizer with BPE merges learned by 🤗 tokenizers' trainer on pieces of base ids.
+
+        ``vocab_size`` counts every id (the 391 base ids included). Specials in the pieces are ignored.
+        """
+        from tokenizers import Tokenizer, models, trainers
+
+        if self.bpe_merges:
+            raise ValueError("train_bpe starts from the base vocabulary; this tokenizer has merges already")
+        if vocab_size <= self.base_vocab_size:
+            raise ValueError(f"vocab_size must exceed the {self.base_vocab_size} base ids, got {vocab_size}")
+        learner = Tokenizer(models.BPE())
+        learner.pre_tokenizer = self._bpe_pre_tokenizer()
+        events = range(len(SPECIAL_TOKENS), self.base_vocab_size)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size - len(SPECIAL_TOKENS), initial_alphabet=[self._as_chars([i]) for i in events],
+            show_progress=show_progress, special_tokens=[],
+        )  # fmt: skip
+        texts = (self._as_chars(ids[ids >= len(SPECIAL_TOKENS)]) for ids in map(as_id_array, pieces))
+        learner.train_from_iterator(texts, trainer=trainer, length=len(pieces))
+        id_of = {self._as_chars([i]): i for i in events}
+        merges = []
+        for merge in json.loads(learner.to_str())["model"]["merges"]:
+            left, right = merge.split(" ") if isinstance(merge, str) else merge
+            if left + right not in id_of:  # one token per expansion
+                id_of[left + right] = self.base_vocab_size + len(merges)
+                merges.append([id_of[left], id_of[right]])
+        kwargs = {k: v for k, v in self.init_kwargs.items() if k != "bpe_merges"}
+        return type(self)(**{**kwargs, "bpe_merges": merges})
 
     # ------------------------------------------------------------------ MIDI -> ids
     @property
@@ -474,11 +605,12 @@ class MidiTokenizer(PreTrainedTokenizer):
         if special:
             out[0] = self.bos_token_id
             out[-1] = self.eos_token_id
-        return out
+        return self.merge(out)
 
     # ------------------------------------------------------------------ ids -> MIDI
     def note_events(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions, pitches and is-NOTE_ON flags of the NOTE_ON / NOTE_OFF events in an id sequence."""
+        """Positions, pitches and is-NOTE_ON flags of the NOTE_ON / NOTE_OFF events in a sequence of
+        base ids (`base_ids` expands merged ones)."""
         ids = as_id_array(ids)
         pos = np.flatnonzero((ids >= self.note_on_offset) & (ids < self.time_shift_offset))
         return pos, (ids[pos] - self.note_on_offset) % NUM_PITCHES, ids[pos] < self.note_off_offset
@@ -489,8 +621,8 @@ class MidiTokenizer(PreTrainedTokenizer):
         Specials, pads and unknown ids are skipped; a NOTE_OFF without a sounding note is
         ignored; a NOTE_ON of a sounding pitch ends it; notes open at the end are closed there.
         """
-        ids = as_id_array(ids)
-        ids = ids[(ids >= self.note_on_offset) & (ids < self.vocab_size)]
+        ids = self.base_ids(ids)
+        ids = ids[(ids >= self.note_on_offset) & (ids < self.base_vocab_size)]
         is_shift = (ids >= self.time_shift_offset) & (ids < self.velocity_offset)
         steps = np.cumsum(np.where(is_shift, ids - self.time_shift_offset + 1, 0))
         end_step = int(steps[-1]) if len(steps) else 0

@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tokenizer_options", default=None,
         help='miditok config options for --tokenizer, e.g. "use_programs=true,num_velocities=16"',
     )  # fmt: skip
+    data.add_argument(
+        "--bpe_vocab_size", type=int, default=None,
+        help="a new model's vocabulary: the performance events with byte-pair merges learned on the train "
+        "split (🤗 tokenizers' BPE trainer) up to this many ids (391 are the events)",
+    )  # fmt: skip
     model = parser.add_argument_group("model")
     model.add_argument("--preset", default="tiny", choices=sorted(hf_music.PRESETS))
     model.add_argument(
@@ -176,6 +181,12 @@ def parse_args(argv=None):
         parser.error(
             f"--max_minutes needs --warmup_steps >= {CALIBRATION_STEPS[1]} (steps are timed in the warm-up)"
         )
+    if args.bpe_vocab_size and (args.init_from or args.tokenizer not in (None, "performance")):
+        parser.error(
+            "--bpe_vocab_size builds a new vocabulary of performance events: drop --init_from/--tokenizer"
+        )
+    if args.bpe_vocab_size and args.augment:
+        parser.error("--augment transposes event ids, which merged BPE tokens do not allow; drop one of them")
     if args.init_from and args.config_overrides:
         parser.error("--config_overrides builds a new model; it cannot change one given by --init_from")
     return args
@@ -348,7 +359,10 @@ def vocabulary_of(tokenizer) -> str:
             "tracks and their programs kept" if tokenizer.keeps_instruments else "tracks merged into one part"
         )
         return f"the miditok {tokenizer.vocabulary_name} vocabulary ({tokenizer.vocab_size} ids; {tracks})"
-    return f"the performance-event vocabulary ({tokenizer.vocab_size} ids; tracks merged into one piano part)"
+    merges = (
+        f", {len(tokenizer.bpe_merges)} of them BPE merges" if getattr(tokenizer, "is_bpe", False) else ""
+    )
+    return f"the performance-event vocabulary ({tokenizer.vocab_size} ids{merges}; tracks merged into one piano part)"
 
 
 def training_mode(args, tokenizer) -> str:
@@ -382,6 +396,22 @@ def check_tokenizer_choice(args, base_tokenizer) -> None:
         )
 
 
+def learn_bpe(args, tokenizer):
+    """The performance vocabulary with byte-pair merges learned on the corpus's train split."""
+    started = time.perf_counter()
+    pack = load_corpus(
+        tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
+        tokens_file=args.tokens_file, splits=("train",), maestro_version=args.maestro_version,
+        validation_fraction=args.validation_fraction, seed=args.seed, num_proc=args.num_proc,
+    )  # fmt: skip
+    learned = tokenizer.train_bpe(pack.pieces("train"), args.bpe_vocab_size)
+    print(
+        f"learned {len(learned.bpe_merges)} BPE merges on {len(pack.pieces('train'))} train pieces "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    return learned
+
+
 def build_model(args):
     """(model, tokenizer): a new model of --preset (+ overrides), or --init_from's, with --dropout."""
     if args.init_from:
@@ -391,6 +421,8 @@ def build_model(args):
         model.train()
     else:
         tokenizer = hf_music.load_tokenizer(args.tokenizer, args.tokenizer_options)
+        if args.bpe_vocab_size:
+            tokenizer = learn_bpe(args, tokenizer)
         # Learned positions past the training block would be untrained: the context is the block.
         overrides = {"n_positions": args.block_size, "vocab_size": tokenizer.vocab_size}
         config = hf_music.MusicTransformerConfig.from_preset(args.preset, **overrides)
@@ -531,6 +563,7 @@ def run_record(run: TrainingRun, tokens_per_second: float | None = None) -> RunR
     shape = ModelShape(
         parameters=sum(p.numel() for p in model.parameters()), n_layer=config.n_layer, n_embd=config.n_embd,
         n_head=config.n_head, context=config.n_positions, vocab_size=config.vocab_size,
+        bpe_merges=len(getattr(run.tokenizer, "bpe_merges", None) or []),
     )  # fmt: skip
     return RunRecord(
         model=shape, training_data=run.training_data, base_model=args.init_from, train=run.train_size,

@@ -32,6 +32,7 @@ from hf_music.evaluation import (
     excerpt,
     out_of_range,
     out_of_range_limits,
+    reference_excerpts,
 )
 from hf_music.generation import generate_ids
 from hf_music.resources import load_model
@@ -51,17 +52,6 @@ def parse_setting(text: str) -> dict:
         name, _, value = item.partition("=")
         setting[name.strip()] = None if value.strip() == "none" else SETTING_TYPES.get(name, float)(value)
     return setting
-
-
-def reference_excerpts(pieces, tokenizer, count: int, seconds: float, seed: int):
-    """`count` random excerpts of `seconds` from random pieces, as notes after the tokenizer's round trip."""
-    rng = np.random.default_rng(seed)
-    excerpts = []
-    for index in rng.integers(len(pieces), size=count):
-        notes = tokenizer.ids_to_notes(pieces[index])
-        start = rng.uniform(0, max(float(notes.offset.max()) - seconds, 0.0))
-        excerpts.append(excerpt(notes, start, seconds))
-    return excerpts
 
 
 def evaluate_setting(model, tokenizer, setting, args, limits, reference_notes) -> dict:

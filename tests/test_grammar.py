@@ -15,11 +15,12 @@ import textwrap
 
 import pytest
 import symusic
+import torch
 from transformers import AutoTokenizer
 
 import hf_music
 from hf_music import MidiTokenizer, MusicTransformerConfig, MusicTransformerForCausalLM
-from hf_music.grammar import EventLayout, grammar_violations
+from hf_music.grammar import EventLayout, PerformanceGrammarLogitsProcessor, grammar_violations
 from hf_music.resources import DEFAULT_MODEL_DIR
 
 GRAMMAR_SOURCE = os.path.join(os.path.dirname(hf_music.__file__), "grammar.py")
@@ -114,3 +115,81 @@ def test_hub_users_without_hf_music_sample_without_grammar_violations(tmp_path, 
     for row in out["custom"] + out["installed"]:
         assert grammar_violations(row, tok) == 0 and len(row) == 161
     assert sum(grammar_violations(row, tok) for row in out["free"]) > 0  # what the grammar prevents
+
+
+# ---------------------------------------------------------------- merged (BPE) tokens
+@pytest.fixture(scope="module")
+def bpe_tokenizer(maestro_files):
+    base = MidiTokenizer()
+    return base.train_bpe([base.encode_midi(path) for path in maestro_files[:10]], 1000)
+
+
+def allowed_by_the_base_grammar(tok, prefix: list[int], events: list[int], **limits) -> bool:
+    """Whether each event, played in turn after the prefix (base ids), is allowed by the base grammar."""
+    grammar = PerformanceGrammarLogitsProcessor(MidiTokenizer(), history=[prefix], **limits)
+    row = list(prefix)
+    for event in events:
+        scores = grammar(torch.tensor([row]), torch.zeros(1, tok.base_vocab_size))
+        if not torch.isfinite(scores[0, event]):
+            return False
+        row.append(event)
+    return True
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_merged_token_is_allowed_exactly_when_its_events_are(bpe_tokenizer, seed):
+    tok = bpe_tokenizer
+    limits = {
+        "max_polyphony": 4,
+        "max_silence_seconds": 0.3,
+        "max_note_seconds": 0.6,
+    }  # tight: every rule acts
+    torch.manual_seed(seed)
+    grammar = PerformanceGrammarLogitsProcessor(tok, **limits)
+    row = torch.tensor([[tok.bos_token_id]])
+    checked = {"periodic": 0, "overlong": 0}
+    for step in range(300):
+        scores = grammar(row, torch.randn(1, len(tok)) * 2)
+        held = (grammar.now[:, None] - grammar.struck).masked_fill(~grammar.state, 0)
+        # Every 100 steps, and in the first two states with a note held too long (only releases go).
+        kind = (
+            "overlong" if bool((held >= grammar.max_note).any()) and checked["overlong"] < 2 else "periodic"
+        )
+        if kind == "overlong" or step % 100 == 99:  # every merged token against its events, one by one
+            prefix = tok.base_ids(row[0]).tolist()
+            for merged in range(tok.base_vocab_size, len(tok), 3):
+                expected = allowed_by_the_base_grammar(tok, prefix, tok.base_ids([merged]).tolist(), **limits)
+                assert bool(torch.isfinite(scores[0, merged])) == expected, (
+                    step,
+                    tok.convert_ids_to_tokens(merged),
+                )
+            checked[kind] += 1
+        row = torch.cat((row, torch.multinomial(torch.softmax(scores, -1), 1)), dim=1)
+    assert checked["periodic"] >= 3 and checked["overlong"] == 2, checked
+    ids = row[0].numpy()
+    assert grammar_violations(ids, tok) == 0 and (ids >= tok.base_vocab_size).mean() > 0.3
+
+
+def test_hub_users_without_hf_music_sample_merged_tokens_without_grammar_violations(tmp_path, bpe_tokenizer):
+    folder = tmp_path / "checkpoint"
+    torch.manual_seed(0)
+    config = MusicTransformerConfig.from_preset("tiny", n_positions=256, vocab_size=len(bpe_tokenizer))
+    MusicTransformerForCausalLM(config).save_pretrained(folder)  # random weights: every id gets tried
+    bpe_tokenizer.save_pretrained(folder)
+    prompts = ["", "VELOCITY_20 NOTE_ON_60+TIME_SHIFT_1 NOTE_OFF_60"]
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_USER, str(folder), str(tmp_path / "prompts.json"), str(tmp_path)],
+        capture_output=True, text=True, cwd=folder, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.splitlines()[-1])
+    tok = bpe_tokenizer
+    rows = [tok(text)["input_ids"] for text in out["pipeline"]] + out["custom"] + out["installed"]
+    for row in rows:
+        assert grammar_violations(row, tok) == 0
+        assert sum(i >= tok.base_vocab_size for i in row) > 20  # merged tokens are sampled
+    assert sum(grammar_violations(row, tok) for row in out["free"]) > 0
+    for i in range(len(prompts)):  # the checkpoint's own code writes MIDI from merged tokens
+        assert symusic.Score(str(tmp_path / f"pipeline_{i}.mid")).note_num() > 0

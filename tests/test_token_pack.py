@@ -67,6 +67,22 @@ def test_load_corpus_reads_a_pack_checks_its_vocabulary_and_selects_splits(mini_
         load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI, tokens_file=path)
 
 
+def test_a_pack_of_events_serves_a_bpe_tokenizer_and_a_bpe_pack_only_its_own(mini_pack, tmp_path):
+    pack, path = mini_pack
+    bpe = MidiTokenizer().train_bpe(pack.pieces("train"), 700)
+    merged = load_corpus(bpe, tokens_file=path)
+    assert merged.info["vocab_size"] == 700 and merged.info["tokenizer"]["bpe_merges_sha256"]
+    for split in pack.splits:
+        pieces, events = merged.pieces(split), pack.pieces(split)
+        assert all(np.array_equal(bpe.base_ids(m), e) for m, e in zip(pieces, events, strict=True))
+        assert merged.tokens[split].size < 0.9 * pack.tokens[split].size
+    again = load_corpus(bpe, tokens_file=merged.save(tmp_path / "bpe.tokens.npz"))  # its own merges: as it is
+    assert np.array_equal(again.tokens["test"], merged.tokens["test"])
+    other = MidiTokenizer().train_bpe(pack.pieces("validation"), 700)
+    with pytest.raises(TokenPackError, match="BPE merges"):
+        load_corpus(other, tokens_file=tmp_path / "bpe.tokens.npz")
+
+
 def test_ids_beyond_uint16_are_refused():
     with pytest.raises(ValueError, match=r"0\.\.65535"):
         TokenPack.from_pieces({"train": [np.array([1, 70000])]})

@@ -190,6 +190,41 @@ def test_the_embedded_model_is_a_checkpoint_train_py_fine_tunes(tmp_path):
     assert [corpus.name for corpus in record.training_data] == ["MAESTRO v3.0.0", "pop909-sample"]
 
 
+def test_bpe_run_learns_merges_and_its_checkpoint_evaluates_and_generates(tmp_path):
+    from hf_music import MidiTokenizer, generate_ids, load_model
+    from hf_music.evaluate import main as evaluate
+    from hf_music.token_pack import load_corpus
+
+    pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI).save(tmp_path / "mini.tokens.npz")
+    out = tmp_path / "bpe"
+    record = train(
+        out, "--tokens_file", pack, "--bpe_vocab_size", 600, "--max_steps", 4, "--eval_steps", 4,
+        "--batch_size", 2, "--max_eval_batches", 2,
+    )  # fmt: skip
+    assert (record.model.vocab_size, record.model.bpe_merges) == (600, 209)
+    model, tokenizer = load_model(str(out / "best"))
+    assert len(tokenizer.bpe_merges) == 209 and model.config.vocab_size == 600
+    # evaluate.py merges the pack of events with the checkpoint's own merges: fewer tokens, same music.
+    base_test, bpe_test = (
+        evaluate([*model_arg, "--tokens_file", str(pack), "--split", "test"])[0]
+        for model_arg in ([], ["--model", str(out / "best")])  # the embedded model: performance events
+    )
+    assert bpe_test.tokens < 0.9 * base_test.tokens
+    assert bpe_test.model.nats_per_second > 0 and bpe_test.model.nats_per_token > 0
+    (row,) = generate_ids(model, tokenizer, max_seconds=5.0, max_new_tokens=2000, seed=0)
+    notes = tokenizer.ids_to_notes(row)
+    assert any(i >= tokenizer.base_vocab_size for i in row) and 5.0 <= notes.offset.max() < 7.0
+
+
+def test_bpe_vocab_size_refuses_what_merged_tokens_cannot_do(tmp_path):
+    for extra in (["--augment"], ["--init_from", "x"]):
+        bad = subprocess.run(
+            [sys.executable, str(TRAIN), "--maestro_dir", str(MAESTRO_MINI), "--bpe_vocab_size", "600", *extra],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert bad.returncode == 2 and "bpe" in bad.stderr.lower(), bad.stderr
+
+
 def test_config_file_and_argument_errors(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"maestro_dir: {MAESTRO_MINI}\nmax_steps: 2\neval_steps: 2\nbatch_size: 4\n")

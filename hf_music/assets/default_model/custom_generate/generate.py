@@ -7,12 +7,14 @@ the model is loaded with ``trust_remote_code=True`` from a folder or repo that c
 asked for: ``model.generate(ids, custom_generate=folder_or_repo, trust_remote_code=True)``.
 
 The vocabulary is read from the token names (``NOTE_ON_p``, ``NOTE_OFF_p``, ``TIME_SHIFT_k``,
-``VELOCITY_b``, ``<pad> <bos> <eos>``), so any tokenizer of the checkpoint serves: hf_music's
-MidiTokenizer or the fast tokenizer that plain ``AutoTokenizer`` loads from tokenizer.json.
+``VELOCITY_b``, ``<pad> <bos> <eos>``, and merged BPE tokens named by their events joined with
+``+``), so any tokenizer of the checkpoint serves: hf_music's MidiTokenizer or the fast tokenizer
+that plain ``AutoTokenizer`` loads from tokenizer.json.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple
 
@@ -21,6 +23,7 @@ import torch
 from transformers import GenerationMixin, LogitsProcessor, LogitsProcessorList
 
 NUM_PITCHES = 128
+MERGE_SEPARATOR = "+"  # a merged (BPE) token's name: its events' names joined with this
 logger = logging.getLogger(__name__)
 
 
@@ -37,6 +40,22 @@ class EventLayout(NamedTuple):
     bos_token_id: int
     eos_token_id: int
     size: int  # ids in the vocabulary
+    merged: tuple[tuple[int, ...], ...] = ()  # base ids of each merged (BPE) token, the last ids
+
+    @property
+    def base_size(self) -> int:
+        return self.size - len(self.merged)
+
+    def base_ids(self, ids) -> np.ndarray:
+        """The events of an id sequence, merged tokens expanded (ids past the vocabulary dropped)."""
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if not self.merged:
+            return ids
+        ids = ids[(ids >= 0) & (ids < self.size)]
+        flat, start = _ragged(self)
+        lengths = start[ids + 1] - start[ids]
+        first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return flat[np.repeat(start[ids], lengths) + np.arange(int(lengths.sum())) - first]
 
     @classmethod
     def of(cls, tokenizer) -> EventLayout:
@@ -66,7 +85,20 @@ class EventLayout(NamedTuple):
         specials = [vocab.get(name) for name in ("<pad>", "<bos>", "<eos>")]
         if None in specials:
             raise ValueError("not a performance-event vocabulary: it needs <pad>, <bos> and <eos>")
-        return cls(note_on, note_off, shift, velocity, max_shift, time_step, *specials, len(vocab))
+        merged = sorted((i, name) for name, i in vocab.items() if MERGE_SEPARATOR in name)
+        if [i for i, _ in merged] != list(range(len(vocab) - len(merged), len(vocab))):
+            raise ValueError("not a performance-event vocabulary: merged tokens must be its last ids")
+        try:
+            expansions = tuple(
+                tuple(vocab[event] for event in name.split(MERGE_SEPARATOR)) for _, name in merged
+            )
+        except KeyError as missing:
+            raise ValueError(
+                f"not a performance-event vocabulary: merged token of unknown event {missing}"
+            ) from None
+        return cls(
+            note_on, note_off, shift, velocity, max_shift, time_step, *specials, len(vocab), expansions
+        )
 
     def note_events(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Positions, pitches and is-NOTE_ON flags of the NOTE_ON / NOTE_OFF events in an id sequence."""
@@ -75,9 +107,18 @@ class EventLayout(NamedTuple):
         return pos, (ids[pos] - self.note_on_offset) % NUM_PITCHES, ids[pos] < self.note_off_offset
 
 
+@functools.lru_cache(maxsize=8)
+def _ragged(layout: EventLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Every id's events back to back, and where each id's start (length size + 1)."""
+    expansions = [(i,) for i in range(layout.base_size)] + list(layout.merged)
+    start = np.concatenate(([0], np.cumsum([len(e) for e in expansions]))).astype(np.int64)
+    return np.fromiter((i for e in expansions for i in e), np.int64, int(start[-1])), start
+
+
 def sounding_pitches(ids, tokenizer) -> np.ndarray:
     """Boolean mask of the 128 pitches still sounding after the id sequence (decoder's rules)."""
-    _, pitch, is_on = EventLayout.of(tokenizer).note_events(ids)
+    layout = EventLayout.of(tokenizer)
+    _, pitch, is_on = layout.note_events(layout.base_ids(ids))
     sounding = np.zeros(NUM_PITCHES, bool)
     # The last event of each pitch decides: first occurrences in the reversed sequence.
     pitches, last_from_end = np.unique(pitch[::-1], return_index=True)
@@ -92,7 +133,7 @@ def sounding_clock(ids, tokenizer) -> tuple[np.ndarray, int]:
     pitches; silent: steps since the last note event when nothing sounds, else 0).
     """
     layout = EventLayout.of(tokenizer)
-    ids = np.asarray(ids, dtype=np.int64).ravel()
+    ids = layout.base_ids(ids)
     shift = ids - layout.time_shift_offset
     steps = np.cumsum(np.where((shift >= 0) & (shift < layout.max_time_shift), shift + 1, 0))
     now = int(steps[-1]) if len(steps) else 0
@@ -109,7 +150,7 @@ def grammar_violations(ids, tokenizer) -> int:
     """Number of ill-formed events: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch,
     and <pad>/<bos> after the first token. The decoder tolerates them; a good model avoids them."""
     layout = EventLayout.of(tokenizer)
-    ids = np.asarray(ids, dtype=np.int64).ravel()
+    ids = layout.base_ids(ids)
     events, pitch, is_on = layout.note_events(ids)
     order = np.lexsort((events, pitch))
     pitch, on = pitch[order], is_on[order]
@@ -154,55 +195,51 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.max_note = None if max_note_seconds is None else round(max_note_seconds / step)
         self.allow_eos = allow_eos
         self.history = history
-        self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES + 1) bool: sounding pitches
-        self.rows = self.pitch_of = self.starts = self.never = self.shift_of = self.silent = None
-        self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES + 1) step of each strike
+        self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES) bool: sounding pitches
+        self.tables = self.merged = self.never = self.silent = None
+        self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES) step of each strike
         self.seen = 0
 
     def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
-        tok, device = self.tok, input_ids.device
-        # Per id (a model's vocabulary may be padded past the tokenizer's): the pitch it starts or
-        # ends, column NUM_PITCHES (scratch) for other ids, and whether it starts one. One step's
-        # update is then two lookups and a store.
-        size = max(vocab_size, tok.size)
-        ids, pitch, is_on = tok.note_events(np.arange(size))
-        pitch_of, starts = np.full(size, NUM_PITCHES), np.zeros(size, bool)
-        pitch_of[ids], starts[ids] = pitch, is_on
-        shift_of = np.zeros(size, np.int64)  # steps each TIME_SHIFT id advances, 0 for other ids
-        shift_of[tok.time_shift_offset : tok.velocity_offset] = np.arange(1, tok.max_time_shift + 1)
-        self.pitch_of, self.starts, self.shift_of = (
-            torch.from_numpy(pitch_of).to(device),
-            torch.from_numpy(starts).to(device),
-            torch.from_numpy(shift_of).to(device),
+        device = input_ids.device
+        # Per id (a model's vocabulary may be padded past the tokenizer's): the pitches it starts or
+        # ends and which sound after it, whether it strikes a note, the steps it moves on. One
+        # step's update is then a few row lookups.
+        self.tables = {
+            name: torch.from_numpy(table).to(device)
+            for name, table in _id_tables(self.tok, max(vocab_size, self.tok.size))._asdict().items()
+        }
+        never = [self.tok.pad_token_id, self.tok.bos_token_id] + (
+            [] if self.allow_eos else [self.tok.eos_token_id]
         )
-        never = [tok.pad_token_id, tok.bos_token_id] + ([] if self.allow_eos else [tok.eos_token_id])
         self.never = torch.tensor(never, device=device)  # on the device: no copy per step
         rows = self.history if self.history is not None else input_ids.tolist()
         if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
             rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
-        state = np.zeros((len(rows), NUM_PITCHES + 1), bool)
-        state[:, :NUM_PITCHES] = [sounding_pitches(row, self.tok) for row in rows]
-        self.state = torch.from_numpy(state).to(device)
+        self.state = torch.from_numpy(np.array([sounding_pitches(row, self.tok) for row in rows])).to(device)
         # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
         clocks = [sounding_clock(row, self.tok) for row in rows]
-        struck = np.zeros(state.shape, np.int64)
-        struck[:, :NUM_PITCHES] = [-held for held, _ in clocks]
-        self.struck = torch.from_numpy(struck).to(device)
+        self.struck = torch.from_numpy(np.array([-held for held, _ in clocks])).to(device)
         self.silent = torch.tensor([silent for _, silent in clocks], dtype=torch.long, device=device)
         self.now = torch.zeros_like(self.silent)
-        self.rows = torch.arange(input_ids.shape[0], device=device)
         self.seen = input_ids.shape[1]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.state is None:
             self._start(input_ids, scores.shape[-1])
+        tables = self.tables
         for column in range(self.seen, input_ids.shape[1]):
             token = input_ids[:, column]
-            self.state[self.rows, self.pitch_of[token]] = self.starts[token]
-            self.now += self.shift_of[token]
-            self.struck[self.rows, self.pitch_of[token]] = self.now
-            quiet = ~self.state[:, :NUM_PITCHES].any(dim=1)
-            self.silent = torch.where(self.starts[token], 0, self.silent + self.shift_of[token] * quiet)
+            final_on = tables["final_on"][token]
+            self.state = (self.state & ~tables["touched"][token]) | final_on
+            self.struck = torch.where(
+                final_on, self.now[:, None], self.struck
+            )  # a token's notes start together
+            self.now += tables["shift"][token]
+            quiet = ~self.state.any(dim=1)  # its TIME_SHIFT (the last event) passes in silence
+            self.silent = (
+                torch.where(tables["strikes"][token], 0, self.silent) + tables["shift"][token] * quiet
+            )
         self.seen = input_ids.shape[1]
         sounding = self.state[:, :NUM_PITCHES]
         strike_blocked = sounding
@@ -223,6 +260,11 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         out[:, self.never] = float("-inf")
         out[:, self.tok.size :] = float("-inf")  # ids of a padded vocabulary mean nothing
         self._limit_time_shifts(out, sounding)
+        if self.tok.merged:
+            first, last = self.tok.base_size, self.tok.size
+            out[:, first:last] = scores[:, first:last].masked_fill(
+                self._merged_blocked(sounding), float("-inf")
+            )
         return out
 
     def _limit_time_shifts(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
@@ -233,14 +275,47 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         if self.max_silence is not None:
             budget = torch.where(sounding.any(dim=1), budget, self.max_silence - self.silent)
         if self.max_note is not None:
-            held = (self.now[:, None] - self.struck[:, :NUM_PITCHES]).masked_fill(~sounding, 0)
+            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)
             budget = torch.minimum(budget, self.max_note - held.max(dim=1).values)
         first, last = self.tok.time_shift_offset, self.tok.velocity_offset
         out[:, first:last] = out[:, first:last].masked_fill(
-            self.shift_of[first:last] > budget[:, None], float("-inf")
+            self.tables["shift"][first:last] > budget[:, None], float("-inf")
         )
         if self.max_note is not None:
             self._release_overlong(out, sounding & (held >= self.max_note), self.tok.note_off_offset, first)
+
+    def _merged_blocked(self, sounding: torch.Tensor) -> torch.Tensor:
+        """(batch, merged ids) True where a merged token's events, played in order now, break a rule.
+
+        A merged token is its note events and then at most one TIME_SHIFT, so each rule is a check of
+        the sounding pitches (and clocks) against per-token tables: a NOTE_ON of a sounding pitch or a
+        NOTE_OFF of a silent one, the polyphony at its fullest within the token, a TIME_SHIFT past the
+        silence or held-note limit, and while notes are overlong only tokens that first release them.
+        """
+        if self.merged is None:
+            self.merged = _merged_tables(self.tables, self.tok.base_size, self.tok.size)
+        merged = self.merged
+        on_now = sounding.float()
+        blocked = (torch.cat((on_now, 1 - on_now), dim=1) @ merged["needs"] > 0) | merged["ill_formed"]
+        if self.max_polyphony is not None:
+            fullest = sounding.sum(dim=1, keepdim=True) + merged["peak"]
+            blocked |= merged["strikes"] & (fullest > self.max_polyphony)
+        quiet_after = (on_now @ merged["untouched"] + merged["sounding_after"]) == 0
+        shift = merged["shift"]
+        if self.max_silence is not None:
+            silent_before = torch.where(merged["strikes"], 0, self.silent[:, None])
+            blocked |= quiet_after & (silent_before + shift > self.max_silence)
+        if self.max_note is not None:
+            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)
+            playing = sounding.any(dim=0).nonzero()[:, 0]  # a few pitches: (batch, merged, playing)
+            held_after = 0  # steps the longest-held untouched note has sounded when the token's shift starts
+            if len(playing):
+                untouched = merged["untouched"].T[None, :, playing].long()
+                held_after = (held[:, None, playing] * untouched).amax(dim=2)
+            blocked |= shift > self.max_note - held_after
+            overlong = (sounding & (held >= self.max_note)).float()
+            blocked |= (overlong @ merged["not_leading_off"]) > 0
+        return blocked
 
     @staticmethod
     def _release_overlong(out: torch.Tensor, overlong: torch.Tensor, first: int, last: int) -> None:
@@ -254,6 +329,76 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         offs = torch.where(torch.isinf(offs).all(dim=1, keepdim=True), evenly, offs)
         out[rows] = float("-inf")
         out[rows, first:last] = offs
+
+
+class IdTables(NamedTuple):
+    """What each id does to the sounding pitches, and for merged ids what they need of them."""
+
+    touched: np.ndarray  # (size, NUM_PITCHES) bool: pitches the id starts or ends
+    final_on: np.ndarray  # (size, NUM_PITCHES) bool: of those, the ones sounding after it
+    strikes: np.ndarray  # (size,) bool: it has a NOTE_ON
+    shift: np.ndarray  # (size,) int64: TIME_SHIFT steps it moves on
+    need_silent: np.ndarray  # (size, NUM_PITCHES) bool: pitches whose first event in it is a NOTE_ON
+    need_sounding: np.ndarray  # (size, NUM_PITCHES) bool: pitches whose first event in it is a NOTE_OFF
+    ill_formed: np.ndarray  # (size,) bool: a pitch struck (released) twice in a row inside it
+    peak: np.ndarray  # (size,) int64: most pitches it adds to the sounding ones at any NOTE_ON in it
+    leading_offs: np.ndarray  # (size, NUM_PITCHES) bool: pitches it releases before any other event
+
+
+@functools.lru_cache(maxsize=8)
+def _id_tables(layout: EventLayout, size: int) -> IdTables:
+    pitches = (size, NUM_PITCHES)
+    tables = IdTables(
+        np.zeros(pitches, bool), np.zeros(pitches, bool), np.zeros(size, bool), np.zeros(size, np.int64),
+        np.zeros(pitches, bool), np.zeros(pitches, bool), np.zeros(size, bool), np.zeros(size, np.int64),
+        np.zeros(pitches, bool),
+    )  # fmt: skip
+    for token, events in enumerate([(i,) for i in range(layout.base_size)] + list(layout.merged)):
+        if token < size:
+            _fill_tables(tables, token, events, layout)
+    return tables
+
+
+def _fill_tables(tables: IdTables, token: int, events: tuple[int, ...], layout: EventLayout) -> None:
+    """One id's rows of the tables, from its events played in order."""
+    sounding: dict[int, bool] = {}
+    added = 0
+    leading = True
+    for event in events:
+        if layout.note_on_offset <= event < layout.time_shift_offset:
+            pitch, on = (event - layout.note_on_offset) % NUM_PITCHES, event < layout.note_off_offset
+            if pitch in sounding:
+                tables.ill_formed[token] |= sounding[pitch] == on
+            else:
+                (tables.need_silent if on else tables.need_sounding)[token, pitch] = True
+            sounding[pitch] = on
+            added += 1 if on else -1
+            if on:
+                tables.strikes[token] = True
+                tables.peak[token] = max(tables.peak[token], added)
+            tables.leading_offs[token, pitch] |= leading and not on
+            leading &= not on
+        elif layout.time_shift_offset <= event < layout.velocity_offset:
+            tables.shift[token] += event - layout.time_shift_offset + 1
+            leading = False
+        else:  # a VELOCITY or, inside a merged token, a special (the base rules mask specials)
+            tables.ill_formed[token] |= len(events) > 1 and event < layout.note_on_offset
+            leading = False
+    for pitch, on in sounding.items():
+        tables.touched[token, pitch] = True
+        tables.final_on[token, pitch] = on
+
+
+def _merged_tables(tables: dict, first: int, last: int) -> dict[str, torch.Tensor]:
+    """The merged ids' rows of the tables, as the products of `_merged_blocked` take them."""
+    rows = {name: table[first:last] for name, table in tables.items()}
+    return {
+        "needs": torch.cat((rows["need_silent"], rows["need_sounding"]), dim=1).float().T,  # (256, merged)
+        "untouched": (~rows["touched"]).float().T,  # (128, merged)
+        "not_leading_off": (~rows["leading_offs"]).float().T,
+        "sounding_after": rows["final_on"].sum(dim=1).float(),
+        **{name: rows[name] for name in ("ill_formed", "strikes", "peak", "shift")},
+    }
 
 
 # What the grammar samples with when neither the call nor the checkpoint's generation_config says.
@@ -352,6 +497,7 @@ def generate(*args, model, tokenizer=None, **kwargs):
 
 __all__ = [
     "EventLayout",
+    "IdTables",
     "PerformanceGrammarLogitsProcessor",
     "generate",
     "grammar_violations",
