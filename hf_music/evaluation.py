@@ -29,18 +29,21 @@ def ngram_log_probs(sequences, vocab_size: int, pad_id: int = 0) -> tuple[torch.
     P(b | a) = (c(a, b) + BIGRAM_PRIOR * P(b)) / (c(a) + BIGRAM_PRIOR), so unseen pairs fall
     back on the unigram instead of getting zero.
     """
-    unigram = np.ones(vocab_size)
-    pairs = np.zeros((vocab_size, vocab_size))
-    for ids in sequences:
-        ids = np.asarray(ids, dtype=np.int64)
-        ids = ids[ids != pad_id]
-        unigram += np.bincount(ids[1:], minlength=vocab_size)
-        pairs += np.bincount(ids[:-1] * vocab_size + ids[1:], minlength=vocab_size**2).reshape(pairs.shape)
+    rows = [ids[ids != pad_id] for ids in (np.asarray(ids, dtype=np.int64) for ids in sequences)]
+    targets = np.concatenate([ids[1:] for ids in rows] or [np.zeros(0, np.int64)])
+    pair_codes = np.concatenate([ids[:-1] * vocab_size + ids[1:] for ids in rows] or [np.zeros(0, np.int64)])
+    unigram = 1.0 + np.bincount(targets, minlength=vocab_size)
     unigram[pad_id] = 0
     p_unigram = unigram / unigram.sum()
-    p_bigram = (pairs + BIGRAM_PRIOR * p_unigram) / (pairs.sum(axis=1, keepdims=True) + BIGRAM_PRIOR)
+    # One count over all pairs, then in place: a BPE vocabulary of 16,000 ids makes a 2 GB table.
+    p_bigram = (
+        np.bincount(pair_codes, minlength=vocab_size**2).reshape(vocab_size, vocab_size).astype(np.float64)
+    )
+    row_totals = p_bigram.sum(axis=1, keepdims=True) + BIGRAM_PRIOR
+    p_bigram += BIGRAM_PRIOR * p_unigram
+    p_bigram /= row_totals
     with np.errstate(divide="ignore"):
-        return torch.from_numpy(np.log(p_unigram)), torch.from_numpy(np.log(p_bigram))
+        return torch.from_numpy(np.log(p_unigram)), torch.from_numpy(np.log(p_bigram, out=p_bigram))
 
 
 @torch.inference_mode()
