@@ -101,7 +101,7 @@ def model_rows(pack: TokenPack, folders: list[str], args) -> None:
         f"\n{len(reference)} test excerpts of {args.seconds:g} s: {yardstick:.0%} out of range (the yardstick)\n"
     )
     print(
-        f"| model | ids | training PFLOPs | test nats/token | test nats/second | {args.seconds:g} s of music: "
+        f"| model | ids | training TFLOPs | test nats/token | test nats/second | {args.seconds:g} s of music: "
         f"wall s | tokens | samples out of range |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -115,7 +115,7 @@ def model_rows(pack: TokenPack, folders: list[str], args) -> None:
         wall, tokens = generation_time(model, tokenizer, args.seeds, args.seconds)
         share = degeneration_share(model, tokenizer, limits, args.samples, args.seconds)
         print(
-            f"| {folder} | {len(tokenizer)} | {flops / 1e15:.1f} | {per_token} | {per_second} | {wall:.2f} | "
+            f"| {folder} | {len(tokenizer)} | {flops / 1e12:.1f} | {per_token} | {per_second} | {wall:.2f} | "
             f"{tokens:.0f} | {share:.0%} |",
             flush=True,
         )

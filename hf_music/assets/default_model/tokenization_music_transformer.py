@@ -605,7 +605,7 @@ class MidiTokenizer(PreTrainedTokenizer):
         if special:
             out[0] = self.bos_token_id
             out[-1] = self.eos_token_id
-        return self.merge(out)
+        return self.merge(out) if self.bpe_merges else out
 
     # ------------------------------------------------------------------ ids -> MIDI
     def note_events(self, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

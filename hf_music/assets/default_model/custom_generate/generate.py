@@ -295,26 +295,34 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         if self.merged is None:
             self.merged = _merged_tables(self.tables, self.tok.base_size, self.tok.size)
         merged = self.merged
-        on_now = sounding.float()
-        blocked = (torch.cat((on_now, 1 - on_now), dim=1) @ merged["needs"] > 0) | merged["ill_formed"]
+        # Only the few sounding pitches matter (a token needing a pitch silent clashes only with a
+        # sounding one; one needing it sounding, unless it sounds): products over those columns.
+        playing = sounding.any(dim=0).nonzero()[:, 0]
+        on = sounding[:, playing].float()  # (batch, playing)
+
+        def over_playing(name: str) -> torch.Tensor:  # (batch, merged): sounding pitches in the token's table
+            return on @ merged[name][playing]
+
+        missing = merged["sounding_needed"] - over_playing("need_sounding")
+        blocked = (over_playing("need_silent") + missing > 0) | merged["ill_formed"]
         if self.max_polyphony is not None:
             fullest = sounding.sum(dim=1, keepdim=True) + merged["peak"]
             blocked |= merged["strikes"] & (fullest > self.max_polyphony)
-        quiet_after = (on_now @ merged["untouched"] + merged["sounding_after"]) == 0
+        still_on = on.sum(dim=1, keepdim=True) - over_playing("touched")  # sounding, not touched by it
+        quiet_after = (still_on + merged["sounding_after"]) == 0
         shift = merged["shift"]
         if self.max_silence is not None:
             silent_before = torch.where(merged["strikes"], 0, self.silent[:, None])
             blocked |= quiet_after & (silent_before + shift > self.max_silence)
-        if self.max_note is not None:
-            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)
-            playing = sounding.any(dim=0).nonzero()[:, 0]  # a few pitches: (batch, merged, playing)
-            held_after = 0  # steps the longest-held untouched note has sounded when the token's shift starts
-            if len(playing):
-                untouched = merged["untouched"].T[None, :, playing].long()
-                held_after = (held[:, None, playing] * untouched).amax(dim=2)
+        if self.max_note is not None and len(playing):
+            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)[:, playing]
+            untouched = 1 - merged["touched"][playing].long()  # (playing, merged)
+            # the longest-held note that still sounds when the token's TIME_SHIFT starts
+            held_after = (held[:, :, None] * untouched[None]).amax(dim=1)
             blocked |= shift > self.max_note - held_after
-            overlong = (sounding & (held >= self.max_note)).float()
-            blocked |= (overlong @ merged["not_leading_off"]) > 0
+            overlong = (held >= self.max_note).float()
+            if overlong.any():  # until released, a token must first release every overlong note
+                blocked |= overlong @ (1 - merged["leading_offs"][playing]) > 0
         return blocked
 
     @staticmethod
@@ -390,12 +398,13 @@ def _fill_tables(tables: IdTables, token: int, events: tuple[int, ...], layout: 
 
 
 def _merged_tables(tables: dict, first: int, last: int) -> dict[str, torch.Tensor]:
-    """The merged ids' rows of the tables, as the products of `_merged_blocked` take them."""
+    """The merged ids' rows of the tables, as `_merged_blocked` takes them: pitch tables as float
+    (NUM_PITCHES, merged), so that the sounding pitches' rows are one contiguous gather."""
     rows = {name: table[first:last] for name, table in tables.items()}
+    pitch_tables = ("need_silent", "need_sounding", "touched", "leading_offs")
     return {
-        "needs": torch.cat((rows["need_silent"], rows["need_sounding"]), dim=1).float().T,  # (256, merged)
-        "untouched": (~rows["touched"]).float().T,  # (128, merged)
-        "not_leading_off": (~rows["leading_offs"]).float().T,
+        **{name: rows[name].T.float().contiguous() for name in pitch_tables},
+        "sounding_needed": rows["need_sounding"].sum(dim=1).float(),
         "sounding_after": rows["final_on"].sum(dim=1).float(),
         **{name: rows[name] for name in ("ill_formed", "strikes", "peak", "shift")},
     }
