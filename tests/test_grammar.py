@@ -91,12 +91,8 @@ HUB_USER = textwrap.dedent(
 )
 
 
-def test_hub_users_without_hf_music_sample_without_grammar_violations(tmp_path, maestro_files):
-    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "checkpoint")
-    tok = MidiTokenizer()
-    piece = tok.convert_ids_to_tokens(tok.encode_midi(maestro_files[0])[1:-1])
-    # An empty prompt, a short one, and one longer than the context leaves room for (it is cut).
-    prompts = ["", "VELOCITY_20 NOTE_ON_60 TIME_SHIFT_50", " ".join(piece[:2000])]
+def run_hub_user(folder, prompts: list[str], tmp_path) -> subprocess.CompletedProcess:
+    """HUB_USER on a checkpoint folder and prompts, in a process that cannot import hf_music."""
     (tmp_path / "prompts.json").write_text(json.dumps(prompts))
     result = subprocess.run(
         [sys.executable, "-c", HUB_USER, str(folder), str(tmp_path / "prompts.json"), str(tmp_path)],
@@ -104,6 +100,16 @@ def test_hub_users_without_hf_music_sample_without_grammar_violations(tmp_path, 
         env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_hub_users_without_hf_music_sample_without_grammar_violations(tmp_path, maestro_files):
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "checkpoint")
+    tok = MidiTokenizer()
+    piece = tok.convert_ids_to_tokens(tok.encode_midi(maestro_files[0])[1:-1])
+    # An empty prompt, a short one, and one longer than the context leaves room for (it is cut).
+    prompts = ["", "VELOCITY_20 NOTE_ON_60 TIME_SHIFT_50", " ".join(piece[:2000])]
+    result = run_hub_user(folder, prompts, tmp_path)
     assert "the prompt is cut to its last 1888 tokens" in result.stderr
     out = json.loads(result.stdout.splitlines()[-1])
     for i, (prompt, text) in enumerate(zip(prompts, out["pipeline"], strict=True)):
@@ -177,13 +183,7 @@ def test_hub_users_without_hf_music_sample_merged_tokens_without_grammar_violati
     MusicTransformerForCausalLM(config).save_pretrained(folder)  # random weights: every id gets tried
     bpe_tokenizer.save_pretrained(folder)
     prompts = ["", "VELOCITY_20 NOTE_ON_60+TIME_SHIFT_1 NOTE_OFF_60"]
-    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
-    result = subprocess.run(
-        [sys.executable, "-c", HUB_USER, str(folder), str(tmp_path / "prompts.json"), str(tmp_path)],
-        capture_output=True, text=True, cwd=folder, timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_hub_user(folder, prompts, tmp_path)
     out = json.loads(result.stdout.splitlines()[-1])
     tok = bpe_tokenizer
     rows = [tok(text)["input_ids"] for text in out["pipeline"]] + out["custom"] + out["installed"]
