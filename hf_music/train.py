@@ -48,7 +48,7 @@ from hf_music.run_record import (
     Training,
     ValidationPoint,
 )
-from hf_music.token_pack import load_corpus
+from hf_music.token_pack import TokenPack, load_corpus, merged_pack
 from hf_music.windows import Augmentation, WindowSampler, evaluation_blocks
 
 # Steps timed by --max_minutes: after the first (compiling) steps, within the warm-up, where the
@@ -192,14 +192,23 @@ def parse_args(argv=None):
     return args
 
 
-def load_data(args, tokenizer) -> tuple[list, list, Corpus]:
-    """Train and validation pieces (id arrays) and the corpus they came from (see load_corpus)."""
-    pack = load_corpus(
+def read_corpus(args, tokenizer) -> TokenPack:
+    """The train and validation splits of the one source the arguments name, as a TokenPack."""
+    return load_corpus(
         tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
         tokens_file=args.tokens_file, splits=("train", "validation"), maestro_version=args.maestro_version,
         validation_fraction=args.validation_fraction, seed=args.seed, num_proc=args.num_proc,
         max_seq_len=args.block_size, augment=args.augment,  # used by miditok vocabularies only
     )  # fmt: skip
+
+
+def load_data(args, tokenizer, events: TokenPack | None = None) -> tuple[list, list, Corpus]:
+    """Train and validation pieces (id arrays) and the corpus they came from (see load_corpus).
+
+    ``events``: the corpus already read as performance events (to learn BPE merges on), merged
+    with the tokenizer's merges instead of being read again.
+    """
+    pack = merged_pack(events, tokenizer) if events is not None else read_corpus(args, tokenizer)
     if "validation" not in pack.splits:
         raise SystemExit("the corpus has no validation split; raise --validation_fraction")
     about = pack.info["corpus"]  # the pack's own record of where its tokens came from
@@ -396,24 +405,20 @@ def check_tokenizer_choice(args, base_tokenizer) -> None:
         )
 
 
-def learn_bpe(args, tokenizer):
-    """The performance vocabulary with byte-pair merges learned on the corpus's train split."""
+def learn_bpe(tokenizer, events: TokenPack, vocab_size: int):
+    """The performance vocabulary with byte-pair merges learned on the train split's events."""
     started = time.perf_counter()
-    pack = load_corpus(
-        tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
-        tokens_file=args.tokens_file, splits=("train",), maestro_version=args.maestro_version,
-        validation_fraction=args.validation_fraction, seed=args.seed, num_proc=args.num_proc,
-    )  # fmt: skip
-    learned = tokenizer.train_bpe(pack.pieces("train"), args.bpe_vocab_size)
+    learned = tokenizer.train_bpe(events.pieces("train"), vocab_size)
     print(
-        f"learned {len(learned.bpe_merges)} BPE merges on {len(pack.pieces('train'))} train pieces "
+        f"learned {len(learned.bpe_merges)} BPE merges on {len(events.pieces('train'))} train pieces "
         f"in {time.perf_counter() - started:.1f} s"
     )
     return learned
 
 
-def build_model(args):
-    """(model, tokenizer): a new model of --preset (+ overrides), or --init_from's, with --dropout."""
+def build_model(args, events: TokenPack | None = None):
+    """(model, tokenizer): a new model of --preset (+ overrides), or --init_from's, with --dropout;
+    with --bpe_vocab_size, the vocabulary is learned on ``events`` (the corpus as performance events)."""
     if args.init_from:
         # The package's own classes for music_transformer checkpoints: their code files never run.
         model, tokenizer = hf_music.load_model(args.init_from, trust_remote_code=args.trust_remote_code)
@@ -422,7 +427,7 @@ def build_model(args):
     else:
         tokenizer = hf_music.load_tokenizer(args.tokenizer, args.tokenizer_options)
         if args.bpe_vocab_size:
-            tokenizer = learn_bpe(args, tokenizer)
+            tokenizer = learn_bpe(tokenizer, events, args.bpe_vocab_size)
         # Learned positions past the training block would be untrained: the context is the block.
         overrides = {"n_positions": args.block_size, "vocab_size": tokenizer.vocab_size}
         config = hf_music.MusicTransformerConfig.from_preset(args.preset, **overrides)
@@ -717,10 +722,15 @@ def main(argv=None):
     accelerator = make_accelerator(args)
 
     # ---- model and data
-    model, tokenizer = build_model(args)
-    accelerator.print(training_mode(args, tokenizer))
     with accelerator.main_process_first():  # the first process fills the datasets cache
-        train, validation, corpus = load_data(args, tokenizer)
+        # BPE merges are learned on the corpus's events, which are then merged, not read again.
+        events = None
+        if args.bpe_vocab_size:
+            events = read_corpus(args, hf_music.load_tokenizer(args.tokenizer, args.tokenizer_options))
+    model, tokenizer = build_model(args, events)
+    accelerator.print(training_mode(args, tokenizer))
+    with accelerator.main_process_first():
+        train, validation, corpus = load_data(args, tokenizer, events)
     # miditok vocabularies were augmented (and split) by miditok while the corpus was read.
     augmentation = Augmentation() if args.augment and not getattr(tokenizer, "is_miditok", False) else None
     sampler = WindowSampler(train, args.block_size, tokenizer, augmentation, args.seed)

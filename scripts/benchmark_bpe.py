@@ -59,7 +59,7 @@ def compression_rows(pack: TokenPack, vocab_sizes: list[int]) -> None:
         )
 
 
-def test_scores(folder: str) -> tuple[str, str]:
+def scores_on_test(folder: str) -> tuple[str, str]:
     """nats/token and nats/second of music on the test split, from the checkpoint's run record."""
     record = RunRecord.load(folder)
     test = [e for e in record.evaluations if e.split == "test"]
@@ -111,7 +111,7 @@ def model_rows(pack: TokenPack, folders: list[str], args) -> None:
         flops = training_flops_per_token(model.config, record.model.context) * (
             record.training.completed_steps * record.training.tokens_per_step
         )
-        per_token, per_second = test_scores(folder)
+        per_token, per_second = scores_on_test(folder)
         wall, tokens = generation_time(model, tokenizer, args.seeds, args.seconds)
         share = degeneration_share(model, tokenizer, limits, args.samples, args.seconds)
         print(
