@@ -17,18 +17,18 @@ import numpy as np
 
 from .data import TokenizationReport
 from .tokenization_miditok import MiditokTokenizer, _require_miditok
-from .tokenization_music_transformer import MidiReadError, load_score
+from .tokenization_music_transformer import MidiReadError
 
 # Transpositions of the train split, as the performance pipeline's +-3 semitones.
 PITCH_OFFSETS = (-3, -2, -1, 1, 2, 3)
 
 
-def read_scores(rows, report: TokenizationReport) -> list:
+def read_scores(rows, tokenizer: MiditokTokenizer, report: TokenizationReport) -> list:
     """(name, Score) of every readable file of a split with notes; the others skipped and counted."""
     scores = []
     for name, data in zip(rows["midi_filename"], rows["midi"], strict=True):
         try:
-            score = load_score(data, name=name)
+            score = tokenizer.load_score(data, name=name)
             if score.note_num() == 0:
                 raise MidiReadError(f"{name}: a valid MIDI file without notes")
             scores.append((name, score))
@@ -74,7 +74,7 @@ def tokenize_with_miditok(
 ) -> tuple[list[np.ndarray], TokenizationReport]:
     """int32 id pieces (<bos> ... <eos>) of a split's rows (``midi_filename``, ``midi`` bytes)."""
     report = TokenizationReport()
-    scores = read_scores(rows, report)
+    scores = read_scores(rows, tokenizer, report)
     report.files = len(scores)
     average = tokens_per_note(tokenizer, scores) if scores and max_seq_len is not None else 0.0
     pieces = []

@@ -31,7 +31,9 @@ from transformers import PreTrainedTokenizer
 from .tokenization_music_transformer import (
     MidiReadError,
     PerformanceNotes,
+    _describe,
     as_id_array,
+    check_piece_size,
     load_score,
     score_to_notes,
     tick_to_seconds,
@@ -40,6 +42,10 @@ from .tokenization_music_transformer import (
 MIDITOK_PARAMS_FILE = "miditok_params.json"
 # Single-stream miditok tokenizations a causal LM can learn (one id per position).
 VOCABULARIES = ("REMI", "TSD", "MIDILike", "Structured", "MMM")
+# miditok spends tokens on every bar, empty or not, and resamples time to int32 ticks: two minutes
+# over 2**28 quarter notes (a tempo of 1 us per quarter) overflowed symusic's resampling. The bound
+# is 5.6 hours at 300 quarters a minute (the pieces' seconds and notes are bounded as well).
+MAX_PIECE_QUARTERS = 100_000
 
 
 def _require_miditok():
@@ -235,13 +241,19 @@ class MiditokTokenizer(PreTrainedTokenizer):
         """
         if isinstance(midi, (list, tuple)):
             return [self.encode_midi(m, add_special_tokens, max_seconds) for m in midi]
-        score = load_score(midi, name=name)
+        score = self.load_score(midi, name)
         if max_seconds is not None:
             score = first_seconds(score, max_seconds)
         try:
             return self.encode_score(score, add_special_tokens)
-        except (ValueError, IndexError, KeyError) as err:  # miditok's own complaints about content
-            raise MidiReadError(f"{name or midi}: miditok cannot encode it ({err})") from err
+        except (ValueError, IndexError, KeyError, OverflowError) as err:  # miditok's complaints about content
+            raise MidiReadError(f"{name or _describe(midi)}: miditok cannot encode it ({err})") from err
+
+    def load_score(self, midi, name: str | None = None):
+        """`load_score`, and PieceTooLongError naming the file beyond MAX_PIECE_QUARTERS quarter notes."""
+        score = load_score(midi, name=name)
+        check_piece_size(score, name or _describe(midi), max_quarters=MAX_PIECE_QUARTERS)
+        return score
 
     def midi_to_notes(self, midi, name: str | None = None) -> PerformanceNotes:
         """The notes miditok keeps of a MIDI input, all tracks merged, in seconds (for statistics)."""
@@ -304,9 +316,20 @@ def first_seconds(score, seconds: float):
     """The Score's notes that start before ``seconds`` (its tempo map followed), others dropped."""
     score = score.to("tick") if hasattr(score, "to") else score
     to_seconds = tick_to_seconds(score)
-    ticks = np.arange(score.end() + 2)
-    end_tick = int(np.searchsorted(to_seconds(ticks), seconds, side="left"))
-    return score.clip(0, end_tick, clip_end=False)
+    # The first tick at or after ``seconds``, by bisection (time never runs backwards): no array
+    # per tick, which a note at tick 2**28 would make 2 GB.
+    low, high = 0, score.end() + 2
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if to_seconds(middle) < seconds else (low, middle)
+    return score.clip(0, low, clip_end=False)
 
 
-__all__ = ["MIDITOK_PARAMS_FILE", "VOCABULARIES", "MiditokTokenizer", "first_seconds", "parse_options"]
+__all__ = [
+    "MAX_PIECE_QUARTERS",
+    "MIDITOK_PARAMS_FILE",
+    "VOCABULARIES",
+    "MiditokTokenizer",
+    "first_seconds",
+    "parse_options",
+]

@@ -26,6 +26,7 @@ transformers.js reads as well.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import NamedTuple
 
@@ -52,10 +53,23 @@ BPE_FIRST_CHAR = 0x4E00
 # 120 quarter notes per minute and 500 ticks per quarter: one tick is exactly one millisecond.
 _TICKS_PER_QUARTER = 500
 _QPM = 120.0
+# Bounds on one piece, checked before anything proportional to its length is allocated: a 44-byte
+# file with one note at tick 2**28, one tick per quarter and the slowest tempo spans 143 years, or
+# 4.5e11 time steps (numpy's MemoryError, 34 GB). All far above real music: MAESTRO v3's longest
+# performance is 44 minutes, its largest file under 1 MB.
+MAX_MIDI_BYTES = 64 * 2**20
+MAX_PIECE_SECONDS = 6 * 3600
+MAX_PIECE_NOTES = 1_000_000
+
+logger = logging.getLogger(__name__)
 
 
 class MidiReadError(ValueError):
     """A MIDI input could not be read. The message names the file and the cause."""
+
+
+class PieceTooLongError(MidiReadError):
+    """A MIDI input is longer than MAX_PIECE_SECONDS or has more than MAX_PIECE_NOTES notes."""
 
 
 class PerformanceNotes(NamedTuple):
@@ -85,29 +99,122 @@ def _describe(midi) -> str:
 
 
 def load_score(midi, name: str | None = None):
-    """Return a ``symusic.Score`` for a path, raw bytes or a Score; raise MidiReadError naming the file."""
+    """Return a ``symusic.Score`` for a path, raw bytes or a Score; raise MidiReadError naming the file.
+
+    Notes the MIDI parser drops (see `read_score`) are reported in a warning naming the file.
+    """
+    return read_score(midi, name)[0]
+
+
+def read_score(midi, name: str | None = None):
+    """``(Score, notes dropped)`` for a path, raw bytes or a Score, the piece's size checked.
+
+    Raises MidiReadError naming the file for what is not MIDI, a file over MAX_MIDI_BYTES, and
+    PieceTooLongError for a piece over MAX_PIECE_SECONDS or MAX_PIECE_NOTES (checked before
+    anything is allocated per time step). symusic drops NOTE_ONs never closed and the tracks
+    beyond the count in the header: those notes are counted and reported in a warning.
+    """
     sm = _require_symusic()
-    if isinstance(midi, sm.Score):  # the factory matches Tick, Quarter and Second scores
-        return midi
     label = name or _describe(midi)
+    if isinstance(midi, sm.Score):  # the factory matches Tick, Quarter and Second scores
+        check_piece_size(midi, label)
+        return midi, 0
+    data = _read_bytes(midi, label)
+    if data[:4] == b"RIFF":
+        data = unwrap_riff_midi(data, label)
+    try:
+        score = sm.Score.from_midi(data)
+    except Exception as err:  # symusic raises RuntimeError with a parser message
+        raise MidiReadError(f"{label}: not a valid MIDI file ({err})") from err
+    check_piece_size(score, label)
+    declared, chunks = _track_chunks(data)
+    if declared > len(chunks):
+        logger.warning("%s: the header declares %d tracks, %d are present", label, declared, len(chunks))
+    dropped = notes_dropped_by_parser(data, score)
+    if dropped:
+        logger.warning("%s: %d note(s) dropped (NOTE_ONs never closed, or tracks beyond the header's count)",
+                       label, dropped)  # fmt: skip
+    return score, dropped
+
+
+def _read_bytes(midi, label: str) -> bytes:
     if isinstance(midi, (bytes, bytearray, memoryview)):
         data = bytes(midi)
     elif isinstance(midi, (str, os.PathLike)):
         try:
             with open(midi, "rb") as fh:
-                data = fh.read()
+                data = fh.read(MAX_MIDI_BYTES + 1)  # never more than the cap into memory
         except OSError as err:
             raise MidiReadError(f"{label}: cannot open MIDI file ({err.strerror or err})") from err
     else:
         raise TypeError(f"expected a MIDI path, bytes or symusic.Score, got {type(midi).__name__}")
     if not data:
         raise MidiReadError(f"{label}: not a MIDI file (the file is empty)")
-    if data[:4] == b"RIFF":
-        data = unwrap_riff_midi(data, label)
+    if len(data) > MAX_MIDI_BYTES:
+        raise MidiReadError(f"{label}: over {MAX_MIDI_BYTES >> 20} MB, far more than any piece; refused")
+    return data
+
+
+def check_piece_size(score, label: str, max_quarters: float | None = None) -> None:
+    """PieceTooLongError naming the file when a Score exceeds MAX_PIECE_NOTES or MAX_PIECE_SECONDS
+    (or ``max_quarters`` quarter notes, which bar-based vocabularies spend tokens on)."""
+    notes = score.note_num()
+    if notes > MAX_PIECE_NOTES:
+        raise PieceTooLongError(f"{label}: {notes:,} notes, over the limit of {MAX_PIECE_NOTES:,} per piece")
+    if not isinstance(score, _require_symusic().core.ScoreTick):
+        score = score.to("tick")
+    end = score.end()
+    seconds = float(tick_to_seconds(score)(end))
+    if seconds > MAX_PIECE_SECONDS:
+        raise PieceTooLongError(
+            f"{label}: lasts {seconds / 3600:,.1f} h, over the limit of {MAX_PIECE_SECONDS / 3600:g} h per piece"
+        )
+    quarters = end / score.ticks_per_quarter
+    if max_quarters is not None and quarters > max_quarters:
+        raise PieceTooLongError(
+            f"{label}: {quarters:,.0f} quarter notes, over the limit of {max_quarters:,.0f} per piece"
+        )
+
+
+def _track_chunks(data: bytes) -> tuple[int, list[bytes]]:
+    """(tracks the header declares, the MTrk chunks present) of a Standard MIDI File."""
+    declared = int.from_bytes(data[10:12], "big")
+    chunks, position = [], 8 + int.from_bytes(data[4:8], "big")
+    while position + 8 <= len(data):
+        size = int.from_bytes(data[position + 4 : position + 8], "big")
+        if data[position : position + 4] == b"MTrk":
+            chunks.append(data[position + 8 : position + 8 + size])
+        position += 8 + size
+    return declared, chunks
+
+
+# NOTE_OFF of every pitch on every channel, at delta time 0: appended to a track, it closes
+# every note still sounding there.
+_ALL_NOTES_OFF = b"".join(
+    bytes((0, 0x80 | channel, pitch, 0)) for channel in range(16) for pitch in range(128)
+)
+
+
+def notes_dropped_by_parser(data: bytes, score) -> int:
+    """Notes of the file that symusic's Score lacks: NOTE_ONs never closed, tracks beyond the header's
+    count. Counted by parsing again a copy whose tracks all end with NOTE_OFFs for every key and
+    whose header declares every track present (one more parse in C++, no event loop in Python)."""
+    chunks = _track_chunks(data)[1]
+    if not chunks:
+        return 0
+    closed = []
+    for chunk in chunks:
+        if chunk.endswith(b"\xff\x2f\x00"):  # End of Track: its delta time now leads the NOTE_OFFs
+            track = chunk[:-3] + _ALL_NOTES_OFF[1:] + b"\x00\xff\x2f\x00"
+        else:
+            track = chunk + _ALL_NOTES_OFF
+        closed.append(b"MTrk" + len(track).to_bytes(4, "big") + track)
+    header = data[:10] + len(chunks).to_bytes(2, "big") + data[12 : 8 + int.from_bytes(data[4:8], "big")]
     try:
-        return sm.Score.from_midi(data)
-    except Exception as err:  # symusic raises RuntimeError with a parser message
-        raise MidiReadError(f"{label}: not a valid MIDI file ({err})") from err
+        complete = _require_symusic().Score.from_midi(header + b"".join(closed))
+    except Exception:  # the repaired copy should parse when the file did; if not, count nothing
+        return 0
+    return max(0, complete.note_num() - score.note_num())
 
 
 def unwrap_riff_midi(data: bytes, label: str) -> bytes:
@@ -506,7 +613,12 @@ class MidiTokenizer(PreTrainedTokenizer):
 
     def midi_to_notes(self, midi, name: str | None = None) -> PerformanceNotes:
         """Read a path, bytes or Score into merged, pedal-extended note arrays (seconds)."""
-        return score_to_notes(load_score(midi, name=name), sustain_pedal=self.sustain_pedal)
+        return self.read_notes(midi, name)[0]
+
+    def read_notes(self, midi, name: str | None = None) -> tuple[PerformanceNotes, int]:
+        """``(notes, notes the MIDI parser dropped)``: see `read_score` for the checks and the count."""
+        score, dropped = read_score(midi, name)
+        return score_to_notes(score, sustain_pedal=self.sustain_pedal), dropped
 
     def encode_midi(self, midi, add_special_tokens: bool = True) -> list[int] | list[list[int]]:
         """Encode a MIDI path, raw bytes or ``symusic.Score`` (or a list of them) into token ids.
@@ -525,6 +637,11 @@ class MidiTokenizer(PreTrainedTokenizer):
         Every note lasts at least one step; of several strikes of one pitch within the same
         step only the last (in file order) is kept, the others are counted in ``num_dropped``.
         """
+        if len(notes) > MAX_PIECE_NOTES or (len(notes) and float(np.max(notes.offset)) > MAX_PIECE_SECONDS):
+            raise PieceTooLongError(
+                f"notes: {len(notes):,} notes over {float(np.max(notes.offset)) / 3600:,.1f} h, over the limits "
+                f"of {MAX_PIECE_NOTES:,} notes and {MAX_PIECE_SECONDS / 3600:g} h per piece"
+            )
         on = seconds_to_steps(notes.onset, self.time_step)
         off = seconds_to_steps(notes.offset, self.time_step)
         pitch = np.asarray(notes.pitch, np.int64)
@@ -700,10 +817,15 @@ class MidiTokenizer(PreTrainedTokenizer):
 
 
 __all__ = [
+    "MAX_MIDI_BYTES",
+    "MAX_PIECE_NOTES",
+    "MAX_PIECE_SECONDS",
     "MidiReadError",
     "MidiTokenizer",
     "PerformanceNotes",
+    "PieceTooLongError",
     "load_score",
+    "read_score",
     "score_to_notes",
     "seconds_to_steps",
     "tick_to_seconds",

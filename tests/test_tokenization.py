@@ -14,11 +14,18 @@ import symusic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pretty_midi_reference import reference_encode, reference_notes
+from raw_midi import fast_tempo_bomb, late_note_bomb, long_note_bomb, note, smf
 from transformers import AutoTokenizer
 
 import hf_music
 from hf_music import MidiReadError, MidiTokenizer
 from hf_music.resources import DEFAULT_MODEL_DIR
+from hf_music.tokenization_music_transformer import (
+    MAX_PIECE_SECONDS,
+    PerformanceNotes,
+    PieceTooLongError,
+    read_score,
+)
 
 STEP = 0.01
 TOLERANCE = STEP / 2 + 1e-6  # nearest-step rounding: at most half a step off
@@ -515,3 +522,42 @@ def test_train_bpe_needs_the_base_vocabulary_and_room_for_merges(bpe_tokenizer):
         MidiTokenizer().train_bpe([[1, 3, 4, 2]], 391)
     with pytest.raises(ValueError, match="has merges already"):
         bpe_tokenizer.train_bpe([[1, 3, 4, 2]], 2000)
+
+
+def test_midi_time_bombs_are_refused_before_allocating(tmp_path, tokenizer):
+    # Before: the 44-byte file raised numpy's MemoryError (34 GB for 4.5e11 steps); the 16-day
+    # note gave 1.4M ids.
+    for name, data in (("late.mid", late_note_bomb()), ("long.mid", long_note_bomb())):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(
+            PieceTooLongError, match=rf"^{path}: lasts [\d,.]+ h, over the limit of 6 h per piece$"
+        ):
+            tokenizer.encode_midi(path)
+        with pytest.raises(MidiReadError, match=r"^<\d+ bytes of MIDI>: lasts"):  # a ValueError, too
+            tokenizer.encode_midi(data)
+    # Two minutes over 2**28 quarters are fine here: performance events count seconds, not beats.
+    assert len(tokenizer.encode_midi(fast_tempo_bomb())) < 300
+    # Note arrays handed straight to encode_notes are bounded too.
+    days = PerformanceNotes(np.zeros(1), np.full(1, MAX_PIECE_SECONDS + 1.0), np.full(1, 60), np.full(1, 64))
+    with pytest.raises(PieceTooLongError, match="over the limits"):
+        tokenizer.encode_notes(days)
+
+
+def test_notes_the_parser_drops_are_counted_and_reported(tmp_path, tokenizer, caplog, maestro_files):
+    unclosed = smf([note(0, 60, 100) + bytes((0, 0x90, 62, 64)) + note(100, 64, 100)])  # 62 never ends
+    path = tmp_path / "unclosed.mid"
+    path.write_bytes(unclosed)
+    score, dropped = read_score(path)
+    assert (score.note_num(), dropped) == (2, 1)
+    assert f"{path}: 1 note(s) dropped" in caplog.text
+    notes, dropped = tokenizer.read_notes(unclosed, name="song.mid")
+    assert (len(notes), dropped) == (2, 1) and "song.mid: 1 note(s) dropped" in caplog.text
+    # A header that counts one track of two: symusic reads only the first.
+    _, dropped = read_score(smf([note(0, 60, 100), note(0, 62, 100) + note(0, 64, 100)], declared=1))
+    assert dropped == 2
+    caplog.clear()
+    _, dropped = read_score(smf([note(0, 60, 100)], declared=3), name="short.mid")
+    assert dropped == 0 and "short.mid: the header declares 3 tracks, 1 are present" in caplog.text
+    caplog.clear()
+    assert read_score(maestro_files[0])[1] == 0 and not caplog.text  # real performances lose nothing

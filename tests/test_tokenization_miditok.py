@@ -22,6 +22,7 @@ import pytest
 import symusic
 import torch
 from conftest import BAD_MIDI, POP909, run_without_hf_music
+from raw_midi import fast_tempo_bomb, late_note_bomb
 
 import hf_music
 from hf_music import MidiReadError, MidiTokenizer, MiditokTokenizer, load_tokenizer
@@ -150,6 +151,22 @@ def test_bad_input_names_the_file_and_any_ids_decode(mmm):
     for _ in range(20):
         assert isinstance(mmm.decode_midi(rng.integers(-5, len(mmm) + 5, 200)), symusic.core.ScoreTick)
     assert mmm.decode_midi([]).note_num() == 0
+
+
+def test_midi_time_bombs_are_refused_and_bulk_jobs_skip_them(tmp_path, mmm):
+    # Before: numpy's MemoryError (2 GB for one float per tick) with a prompt's max_seconds, and
+    # symusic's OverflowError (int32 ticks) from miditok's resampling for two minutes over 2**28 quarters.
+    late, fast = tmp_path / "late.mid", tmp_path / "fast.mid"
+    late.write_bytes(late_note_bomb())
+    fast.write_bytes(fast_tempo_bomb())
+    with pytest.raises(MidiReadError, match=rf"^{late}: lasts [\d,.]+ h, over the limit of 6 h per piece$"):
+        mmm.encode_midi(late, max_seconds=4.0)
+    with pytest.raises(
+        MidiReadError, match=rf"^{fast}: 268,435,655 quarter notes, over the limit of 100,000"
+    ):
+        mmm.encode_midi(fast)
+    pieces, report = tokenize_with_miditok(rows_of([late, SONG, fast]), mmm)
+    assert len(pieces) == 1 and [name for name, _ in report.skipped] == ["late.mid", "fast.mid"]
 
 
 def test_prompt_seconds_keep_the_first_notes(mmm):
