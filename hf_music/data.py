@@ -21,6 +21,7 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from datasets import (
     Value,
 )
 
-from .tokenization_music_transformer import MidiReadError, MidiTokenizer
+from .tokenization_music_transformer import MAX_MIDI_BYTES, MidiReadError, MidiTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +106,13 @@ def download(url: str, sha256: str | None = None, cache: Path | None = None) -> 
     return target
 
 
-# Far above any real performance (MAESTRO's largest file is under 1 MB): a bigger member is a
-# zip bomb or not MIDI, and is skipped before it is read.
-MAX_MIDI_BYTES = 64 * 2**20
+# MAX_MIDI_BYTES (64 MB) is far above any real performance (MAESTRO's largest file is under 1 MB):
+# a bigger member is a zip bomb or not MIDI, and is skipped before it is read. MAESTRO v3's metadata
+# is 0.4 MB (.csv) and 0.6 MB (.json); a 1 GB CSV used to cost 6.6 GB of memory before failing.
+MAX_METADATA_BYTES = 64 * 2**20
+# What reading a damaged zip member raises: a bad CRC or a false size (BadZipFile), a broken deflate
+# stream (zlib.error), a member cut short (EOFError).
+ZIP_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
 def _check_relative(name: str, where: str) -> str:
@@ -178,7 +183,15 @@ def read_maestro_metadata(source: _MidiSource, version: str) -> list[dict]:
     """Rows of MAESTRO's metadata: v3's column-oriented .json (or .csv), v2's list-of-rows .json."""
     for name in (f"maestro-{version}.json", f"maestro-{version}.csv"):
         if source.exists(name):
-            raw = source.read(name)
+            if source.size(name) > MAX_METADATA_BYTES:
+                raise ValueError(
+                    f"{source.describe()}: {name} is {source.size(name):,} bytes, over the "
+                    f"{MAX_METADATA_BYTES >> 20} MB any MAESTRO metadata needs; refusing to read it"
+                )
+            try:
+                raw = source.read(name)
+            except ZIP_MEMBER_ERRORS as err:
+                raise ValueError(f"{source.describe()}: {name} is damaged ({err})") from err
             break
     else:
         raise FileNotFoundError(f"no maestro-{version}.json or .csv in {source.describe()}")
@@ -206,9 +219,15 @@ def read_maestro_metadata(source: _MidiSource, version: str) -> list[dict]:
 
 
 def _maestro_rows(location: str, rows: list[dict], stamp: str = ""):
+    """One row per readable file; a damaged zip member is skipped with a warning (load_maestro counts them)."""
     source = _MidiSource(Path(location))
     for row in rows:
-        yield {**row, "midi": source.read(row["midi_filename"])}
+        try:
+            midi = source.read(row["midi_filename"])
+        except ZIP_MEMBER_ERRORS as err:
+            logger.warning("skipped %s in %s: damaged (%s)", row["midi_filename"], source.describe(), err)
+            continue
+        yield {**row, "midi": midi}
 
 
 def _folder_rows(root: str, files: list[str], stamp: str = ""):
@@ -295,10 +314,23 @@ def load_maestro(
             streaming,
             num_proc,
         )
+    if not streaming:  # streaming reads lazily: a damaged member is named when it is met
+        rows = _without_damaged(rows, splits, midi_source)
     hours = sum(row["duration"] for row in rows) / 3600
     counts = "/".join(str(sum(row["split"] == s for row in rows)) for s in MAESTRO_SPLITS)
     logger.info("MAESTRO %s: %d files (train/validation/test %s), %.1f h", version, len(rows), counts, hours)
     return (IterableDatasetDict if streaming else DatasetDict)(splits)
+
+
+def _without_damaged(rows: list[dict], splits: dict, source: _MidiSource) -> list[dict]:
+    """The rows loaded: those of damaged zip members (skipped while reading) counted and named in a warning."""
+    loaded = {name for split in splits.values() for name in split["midi_filename"]}
+    damaged = sorted(row["midi_filename"] for row in rows if row["midi_filename"] not in loaded)
+    if damaged:
+        logger.warning(
+            "skipped %d damaged file(s) in %s: %s", len(damaged), source.describe(), ", ".join(damaged)
+        )
+    return [row for row in rows if row["midi_filename"] in loaded]
 
 
 def split_of(relative_path: str, validation_fraction: float, test_fraction: float, seed: int) -> str:

@@ -195,6 +195,41 @@ def test_unsafe_names_and_oversized_members_are_refused(tmp_path, caplog):
     assert "skipped 2018/bomb.midi" in caplog.text
 
 
+def patch_central_directory(path, member: str, file_size: int | None = None, flip_data: bool = False):
+    """Damage a zip in place: declare a false uncompressed size for a member, or flip a byte of its data."""
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    if flip_data:
+        local_name, local_extra = (int.from_bytes(raw[info.header_offset + i : info.header_offset + i + 2], "little") for i in (26, 28))  # fmt: skip
+        start = info.header_offset + 30 + local_name + local_extra
+        raw[start + info.compress_size // 2] ^= 0xFF
+    if file_size is not None:
+        # The central directory's entry repeats the local header's fields 4..26 at its 6..28.
+        entry = raw.rindex(raw[info.header_offset + 4 : info.header_offset + 26]) - 6
+        raw[entry + 24 : entry + 28] = file_size.to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_zip_members_are_skipped_and_counted_and_metadata_is_capped(tmp_path, caplog):
+    rows = list(csv.DictReader((MAESTRO_MINI / "maestro-v3.0.0.csv").open()))
+    train = [row["midi_filename"] for row in rows if row["split"] == "train"]
+    damaged = mini_zip_with(tmp_path / "damaged.zip", {})
+    patch_central_directory(damaged, f"maestro-v3.0.0/{train[0]}", flip_data=True)  # bad CRC or deflate
+    size = (MAESTRO_MINI / train[1]).stat().st_size
+    patch_central_directory(damaged, f"maestro-v3.0.0/{train[1]}", file_size=size // 2)  # a false size
+    # Declared too large, a deflated member still reads whole and passes its CRC: kept.
+    patch_central_directory(damaged, f"maestro-v3.0.0/{train[2]}", file_size=size + 1000)
+    ds = load_maestro(damaged)  # before: zipfile.BadZipFile aborted the whole load
+    assert {name: len(split) for name, split in ds.items()} == {"train": 33, "validation": 8, "test": 9}
+    assert "skipped 2 damaged file(s) in " in caplog.text and all(name in caplog.text for name in train[:2])
+    assert train[2] in ds["train"]["midi_filename"]
+    # A metadata member declaring 2 GB is refused before a byte of it is read.
+    patch_central_directory(damaged, "maestro-v3.0.0/maestro-v3.0.0.csv", file_size=2**31)
+    with pytest.raises(ValueError, match=r"maestro-v3\.0\.0\.csv is 2,147,483,648 bytes, over the 64 MB"):
+        load_maestro(damaged)
+
+
 def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_maestro(tmp_path / "nowhere")
