@@ -344,6 +344,26 @@ def split_of(relative_path: str, validation_fraction: float, test_fraction: floa
     return "train"
 
 
+def _folder_midi_files(root: Path) -> list[str]:
+    """Relative paths of the MIDI files under root; symbolic links that lead out of it are skipped,
+    counted and named in a warning (a corpus folder must not read files elsewhere)."""
+    inside, outside = [], []
+    resolved_root = root.resolve()
+    for path in root.rglob("*"):
+        if path.suffix.lower() not in MIDI_SUFFIXES or not path.is_file():
+            continue
+        relative = path.relative_to(root).as_posix()
+        (inside if path.resolve().is_relative_to(resolved_root) else outside).append(relative)
+    if outside:
+        logger.warning(
+            "skipped %d symbolic link(s) leading out of %s: %s",
+            len(outside),
+            root,
+            ", ".join(sorted(outside)),
+        )
+    return sorted(inside)
+
+
 def load_midi_folder(
     path,
     validation_fraction: float = 0.1,
@@ -363,11 +383,7 @@ def load_midi_folder(
         raise FileNotFoundError(f"MIDI folder {root} does not exist")
     if not 0 <= validation_fraction + test_fraction < 1:
         raise ValueError("validation_fraction + test_fraction must be in [0, 1)")
-    files = sorted(
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()
-    )
+    files = _folder_midi_files(root)
     if not files:
         raise FileNotFoundError(f"no .mid or .midi files under {root}")
     oversized = {f for f in files if (root / f).stat().st_size > MAX_MIDI_BYTES}

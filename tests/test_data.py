@@ -256,6 +256,22 @@ def test_midi_folder_split_is_stable_when_files_are_added(tmp_path):
     assert set(other_seed["validation"]["midi_filename"]) != set(after["validation"]["midi_filename"])
 
 
+def test_symbolic_links_out_of_a_midi_folder_are_skipped_and_counted(tmp_path, caplog):
+    corpus, elsewhere = tmp_path / "corpus", tmp_path / "elsewhere"
+    corpus.mkdir()
+    elsewhere.mkdir()
+    songs = sorted(POP909.glob("*.mid"))[:3]
+    for song in songs:
+        shutil.copy(song, corpus)
+    shutil.copy(songs[0], elsewhere / "secret.mid")
+    (corpus / "secret.mid").symlink_to(elsewhere / "secret.mid")
+    (corpus / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (corpus / "alias.mid").symlink_to(corpus / songs[1].name)  # stays inside: kept
+    ds = load_midi_folder(corpus, validation_fraction=0.0)
+    assert sorted(ds["train"]["midi_filename"]) == sorted(["alias.mid", *(song.name for song in songs)])
+    assert "skipped 1 symbolic link(s) leading out of" in caplog.text and "secret.mid" in caplog.text
+
+
 def test_bad_files_are_skipped_counted_and_listed(tmp_path, tokenizer, capsys):
     corpus = tmp_path / "mixed"
     shutil.copytree(POP909, corpus)
