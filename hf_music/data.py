@@ -419,12 +419,16 @@ class TokenizationReport:
     tokens: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     pieces: int | None = None  # when files were cut into more pieces (miditok's splitting, augmentation)
+    # Notes of the files kept that the tokens lack: NOTE_ONs never closed and tracks beyond the header's
+    # count (the MIDI parser's), strikes of one key within one time step (the encoding's).
+    dropped_notes: int = 0
 
     def summary(self) -> str:
         pieces = f" -> {self.pieces} pieces" if self.pieces is not None else ""
+        dropped = f", {self.dropped_notes:,} notes dropped" if self.dropped_notes else ""
         line = (
             f"tokenized {self.files} files{pieces}: {self.seconds / 3600:.2f} h, {self.notes:,} notes, "
-            f"{self.tokens:,} tokens; skipped {len(self.skipped)} bad file(s)"
+            f"{self.tokens:,} tokens{dropped}; skipped {len(self.skipped)} bad file(s)"
         )
         # A MidiReadError names its file already.
         return line + "".join(
@@ -434,18 +438,21 @@ class TokenizationReport:
 
 
 def _tokenize_batch(batch, tokenizer: MidiTokenizer):
-    ids, errors = [], []
+    ids, errors, dropped = [], [], []
     for name, data in zip(batch["midi_filename"], batch["midi"], strict=True):
         try:
-            notes = tokenizer.midi_to_notes(data, name=name)
+            notes, unread = tokenizer.read_notes(data, name=name)
             if len(notes) == 0:  # nothing to learn from: skipped and counted like a bad file
                 raise MidiReadError(f"{name}: a valid MIDI file without notes")
-            ids.append(tokenizer.encode_notes(notes).astype(np.int32))
+            piece = tokenizer.encode_notes(notes).astype(np.int32)
+            ids.append(piece)
             errors.append("")
-        except MidiReadError as err:
+            dropped.append(unread + len(notes) - int(tokenizer.notes_of_id[piece].sum()))
+        except MidiReadError as err:  # PieceTooLongError (a time bomb) included
             ids.append(np.zeros(0, np.int32))
             errors.append(str(err))
-    return {"input_ids": ids, "error": errors}
+            dropped.append(0)
+    return {"input_ids": ids, "error": errors, "dropped_notes": dropped}
 
 
 def tokenize_dataset(
@@ -478,6 +485,7 @@ def _tokenize_split(ds, tokenizer, num_proc, keep_midi, name):
     features = Features({k: v for k, v in ds.features.items() if k not in drop})
     features["input_ids"] = List(Value("int32"))
     features["error"] = Value("string")
+    features["dropped_notes"] = Value("int64")
     streaming = isinstance(ds, IterableDataset)
     mapped = ds.map(
         _tokenize_batch,
@@ -495,13 +503,16 @@ def _tokenize_split(ds, tokenizer, num_proc, keep_midi, name):
                 logger.warning("skipped %s", example["error"])
             return not example["error"]
 
-        return mapped.filter(keep_good).remove_columns(["error"]), None
+        return mapped.filter(keep_good).remove_columns(["error", "dropped_notes"]), None
     errors = mapped["error"]
     skipped = [(file, err) for file, err in zip(mapped["midi_filename"], errors, strict=True) if err]
     good = mapped.filter(lambda e: not e, input_columns="error") if skipped else mapped
-    good = good.remove_columns(["error"])
+    dropped = int(np.sum(good.with_format("numpy")["dropped_notes"]))
+    good = good.remove_columns(["error", "dropped_notes"])
     stats = corpus_statistics(good, tokenizer)
-    report = TokenizationReport(stats["files"], stats["seconds"], stats["notes"], stats["tokens"], skipped)
+    report = TokenizationReport(
+        stats["files"], stats["seconds"], stats["notes"], stats["tokens"], skipped, dropped_notes=dropped
+    )
     print(f"{name}: {report.summary()}")
     return good, report
 

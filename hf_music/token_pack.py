@@ -254,6 +254,7 @@ def _pack_info(corpus: dict, settings: dict, tokenizer, splits, reports: dict, s
         "seconds": {name: report.seconds for name, report in reports.items()},
         "notes": {name: report.notes for name, report in reports.items()},
         "skipped": {name: [f for f, _ in report.skipped] for name, report in reports.items()},
+        "dropped_notes": {name: report.dropped_notes for name, report in reports.items()},
         "tokenize_seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -7,6 +7,7 @@ import sys
 import zipfile
 
 from conftest import REPO_ROOT
+from raw_midi import late_note_bomb
 
 
 def hf_music_cli(*args, cwd=None):
@@ -59,3 +60,15 @@ def test_the_wheel_can_train_and_push(tmp_path):
     assert "hf_music/assets/default_model/model.safetensors" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "hf-music = hf_music.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_generate_with_a_time_bomb_prompt_prints_one_line(tmp_path):
+    # Before: numpy's MemoryError (34 GB) escaped as a traceback.
+    bomb = tmp_path / "bomb.mid"
+    bomb.write_bytes(late_note_bomb())
+    result = hf_music_cli("generate", "--prompt", bomb, "--seconds", 1, "--out", tmp_path / "out.mid")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]  # not the loading bars
+    assert errors == [
+        f"python -m hf_music: error: {bomb}: lasts 1,250,999.8 h, over the limit of 6 h per piece"
+    ]

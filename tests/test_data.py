@@ -13,8 +13,9 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import BAD_MIDI, MAESTRO_METADATA, MAESTRO_MINI, POP909
-from datasets import DatasetDict, IterableDatasetDict
+from datasets import Dataset, DatasetDict, IterableDatasetDict
 from datasets.distributed import split_dataset_by_node
+from raw_midi import late_note_bomb, long_note_bomb, note, smf
 
 from hf_music import data
 from hf_music.data import (
@@ -293,6 +294,25 @@ def test_bad_files_are_skipped_counted_and_listed(tmp_path, tokenizer, capsys):
     assert len(tokenized["train"]) == report.files == 31  # 30 songs and the odd-but-valid file
     printed = capsys.readouterr().out
     assert "skipped 5 bad file(s)" in printed and "bad/truncated.mid" in printed
+
+
+def test_time_bombs_are_skipped_and_dropped_notes_counted(tokenizer, capsys):
+    # Before: numpy's MemoryError from the 44-byte file aborted the whole job.
+    unclosed = smf([note(0, 60, 100) + bytes((0, 0x90, 62, 64)) + note(100, 64, 100)])  # 62 never ends
+    twice = smf([note(0, 60, 100), note(2, 60, 100)])  # two tracks strike one key within 10 ms
+    files = {
+        "late.mid": late_note_bomb(),
+        "long.mid": long_note_bomb(),
+        "unclosed.mid": unclosed,
+        "twice.mid": twice,
+    }
+    ds = Dataset.from_dict({"midi_filename": list(files), "midi": list(files.values())})
+    tokenized, report = tokenize_dataset(ds, tokenizer, return_report=True)
+    assert tokenized["midi_filename"] == ["unclosed.mid", "twice.mid"]
+    assert [name for name, _ in report.skipped] == ["late.mid", "long.mid"]
+    assert all("over the limit of 6 h per piece" in reason for _, reason in report.skipped)
+    assert report.dropped_notes == 2  # one never closed, one struck again in the same step
+    assert "3 notes, 16 tokens, 2 notes dropped; skipped 2 bad file(s)" in capsys.readouterr().out
 
 
 def test_tokenize_report_counts_notes_and_hours(maestro, tokenizer, capsys):
