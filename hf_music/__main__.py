@@ -54,6 +54,15 @@ def parse_args(argv=None):
     parser.add_argument(
         "--temperature", type=float, default=None, help="default: the model's generation_config.json"
     )
+    parser.add_argument(
+        "--pitch_temperature", type=float, default=None,
+        help="temperature of which pitches are struck, timing kept (below 1: in a key; default: the model's "
+        "generation_config.json, else 0.8)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--soft_note_seconds", type=float, default=None,
+        help="past this a held note's odds of release grow (default: generation_config.json, else 2)",
+    )  # fmt: skip
     parser.add_argument("--top_k", type=int, default=None, help="default: the model's generation_config.json")
     parser.add_argument(
         "--top_p", type=float, default=None, help="default: the model's generation_config.json"
@@ -114,9 +123,12 @@ def compose(args) -> list[Path]:
             "grammar-aware sampling and its limits are the performance vocabulary's and stay off"
         )
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    settings = sampling_settings(
-        model, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p
-    )
+    sampling = dict(
+        temperature=args.temperature, pitch_temperature=args.pitch_temperature, top_k=args.top_k,
+        top_p=args.top_p, min_p=args.min_p,
+        **({} if args.soft_note_seconds is None else {"soft_note_seconds": args.soft_note_seconds}),
+    )  # fmt: skip
+    settings = sampling_settings(model, **sampling)
     print(
         f"seed {seed}; "
         + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None)
@@ -124,9 +136,8 @@ def compose(args) -> list[Path]:
     )
     rows = generate_ids(
         model, tokenizer, prompt=bundled_prompts().get(args.prompt, args.prompt), prompt_seconds=args.prompt_seconds,
-        max_new_tokens=max_new_tokens, max_seconds=seconds, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, min_p=args.min_p, seed=seed, num_return_sequences=args.samples,
-        constrained=not args.unconstrained, progress=True,
+        max_new_tokens=max_new_tokens, max_seconds=seconds, **sampling, seed=seed,
+        num_return_sequences=args.samples, constrained=not args.unconstrained, progress=True,
     )  # fmt: skip
     generated = time.perf_counter()
     out, written = Path(args.out), []

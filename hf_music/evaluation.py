@@ -244,6 +244,115 @@ def degeneration_statistics(
     }
 
 
+# ---------------------------------------------------------------------------- musicality
+# What a listener hears that NLL does not: notes that hang, no key, no recurring figures.
+MUSICAL_STATISTICS = (
+    "long_note_share",
+    "pitch_class_entropy",
+    "key_correlation",
+    "key_consistency",
+    "recurring_figure_share",
+)
+LONG_NOTE_SECONDS = 7.9  # MAESTRO v3.0.0 test: 0.10% of notes last this long (the grammar's cap is 8 s)
+# Krumhansl & Kessler (1982) probe-tone profiles, C major and C minor (Krumhansl 1990, Table 2.1).
+KEY_PROFILES_C = np.array(
+    [
+        [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+        [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17],
+    ]
+)
+# The 24 keys: row k < 12 is the major key on pitch class k, row 12 + k the minor one.
+KEY_PROFILES = np.concatenate(
+    [np.stack([np.roll(profile, k) for k in range(12)]) for profile in KEY_PROFILES_C]
+)
+FIGURE_INTERVALS = 3  # a figure: four successive onsets, i.e. three melodic intervals
+# Bins of each statistic for the overlapping area of per-window distributions.
+MUSICAL_BINS = {
+    "long_note_share": np.array([0.0, 1e-9, 0.005, 0.01, 0.02, 0.05, 1.0]),
+    "pitch_class_entropy": np.linspace(0.0, np.log2(12), 25),
+    "key_correlation": np.linspace(-0.2, 1.0, 25),
+    "key_consistency": np.linspace(0.0, 1.0, 11),
+    "recurring_figure_share": np.linspace(0.0, 1.0, 21),
+}
+
+
+def key_correlations(histograms: np.ndarray) -> np.ndarray:
+    """(n, 24) Pearson correlation of each pitch-class histogram (n, 12) with the 24 key profiles."""
+    h = np.atleast_2d(np.asarray(histograms, dtype=np.float64))
+    scale = np.abs(h).sum(axis=1, keepdims=True)
+    h = h - h.mean(axis=1, keepdims=True)
+    k = KEY_PROFILES - KEY_PROFILES.mean(axis=1, keepdims=True)
+    spread = np.linalg.norm(h, axis=1, keepdims=True)
+    norms = spread * np.linalg.norm(k, axis=1)[None, :]
+    # A flat histogram (up to rounding) has no key: its correlations are 0, not noise.
+    flat = spread <= 1e-9 * np.maximum(scale, 1e-300)
+    return np.divide(h @ k.T, norms, out=np.zeros((len(h), 24)), where=~flat & (norms > 0))
+
+
+def musical_statistics(notes: PerformanceNotes, duration: float, key_window_seconds: float = 5.0) -> dict:
+    """Musical statistics of one window of ``duration`` seconds (notes already cut to it).
+
+    long_note_share: notes lasting >= LONG_NOTE_SECONDS; pitch_class_entropy: bits, of the onsets'
+    pitch classes (12 equally used: 3.58); key_correlation: the best of the 24 Krumhansl-Kessler key
+    profiles' correlations with the duration-weighted pitch-class histogram (Krumhansl-Schmuckler);
+    key_consistency: the share of ``key_window_seconds`` windows (with 4 notes or more) whose best key
+    is the whole window's; recurring_figure_share: the share of figures (FIGURE_INTERVALS successive
+    melodic intervals, onsets in time then pitch order) that occur again in the window.
+    """
+    order = np.lexsort((notes.pitch, notes.onset))
+    onset, offset = np.asarray(notes.onset, float)[order], np.asarray(notes.offset, float)[order]
+    pitch_class = np.asarray(notes.pitch, np.int64)[order] % 12
+    n = len(onset)
+    if n == 0:
+        return dict.fromkeys(MUSICAL_STATISTICS, 0.0)
+    lengths = offset - onset
+    counts = np.bincount(pitch_class, minlength=12) / n
+    used = counts[counts > 0]
+    # Durations capped at 2 s, so one hanging note does not decide the key of a window.
+    weights = np.minimum(lengths, 2.0)
+    window = np.minimum(
+        (onset // key_window_seconds).astype(np.int64), max(int(duration // key_window_seconds) - 1, 0)
+    )
+    histograms = np.zeros((window.max() + 1, 12))
+    np.add.at(histograms, (window, pitch_class), weights)
+    whole_key = key_correlations(histograms.sum(axis=0))[0]
+    full = np.bincount(window, minlength=len(histograms)) >= 4
+    window_keys = key_correlations(histograms[full]).argmax(axis=1)
+    return {
+        "long_note_share": float(np.mean(lengths >= LONG_NOTE_SECONDS)),
+        "pitch_class_entropy": float(-(used * np.log2(used)).sum()),
+        "key_correlation": float(whole_key.max()),
+        "key_consistency": float(np.mean(window_keys == whole_key.argmax())) if full.any() else 0.0,
+        "recurring_figure_share": recurring_figure_share(np.asarray(notes.pitch, np.int64)[order]),
+    }
+
+
+def recurring_figure_share(pitches: np.ndarray, intervals: int = FIGURE_INTERVALS) -> float:
+    """The share of the figures (runs of ``intervals`` successive melodic intervals) seen more than once."""
+    steps = np.diff(pitches) + 127  # 0..254
+    if len(steps) < intervals:
+        return 0.0
+    figures = np.lib.stride_tricks.sliding_window_view(steps, intervals) @ (255 ** np.arange(intervals))
+    _, inverse, counts = np.unique(figures, return_inverse=True, return_counts=True)
+    return float(np.mean(counts[inverse] > 1))
+
+
+def windows_of(notes: PerformanceNotes, duration: float, window_seconds: float) -> list[PerformanceNotes]:
+    """A piece of ``duration`` seconds cut into whole windows of ``window_seconds`` (each shifted to 0)."""
+    count = max(1, int(duration // window_seconds + 1e-9))
+    return [excerpt(notes, k * window_seconds, window_seconds) for k in range(count)]
+
+
+def overlap_of_statistics(reference: list[dict], generated: list[dict]) -> dict[str, float]:
+    """Per musical statistic, the overlapping area of the windows' distributions (1 = identical)."""
+    return {
+        name: overlap_and_kl(
+            np.array([r[name] for r in reference]), np.array([g[name] for g in generated]), bins
+        )[0]
+        for name, bins in MUSICAL_BINS.items()
+    }
+
+
 def reference_excerpts(pieces, tokenizer, count: int, seconds: float, seed: int) -> list[PerformanceNotes]:
     """`count` random excerpts of `seconds` from random pieces, as notes after the tokenizer's round trip."""
     rng = np.random.default_rng(seed)
@@ -283,14 +392,23 @@ def out_of_range(stats: dict[str, float], limits: dict[str, tuple[float, float]]
 __all__ = [
     "DEGENERATION_STATISTICS",
     "FEATURE_BINS",
+    "KEY_PROFILES",
+    "LONG_NOTE_SECONDS",
+    "MUSICAL_BINS",
+    "MUSICAL_STATISTICS",
     "compare_features",
     "degeneration_statistics",
     "excerpt",
+    "key_correlations",
     "music_features",
+    "musical_statistics",
     "ngram_log_probs",
     "out_of_range",
     "out_of_range_limits",
     "overlap_and_kl",
+    "overlap_of_statistics",
+    "recurring_figure_share",
     "reference_excerpts",
     "score_blocks",
+    "windows_of",
 ]

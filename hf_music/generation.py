@@ -139,25 +139,27 @@ SAMPLING_DEFAULTS = {
     "top_k": None,
     "top_p": None,
     "min_p": None,
-    **GRAMMAR_DEFAULTS,  # max_polyphony, max_silence_seconds, max_note_seconds
+    **GRAMMAR_DEFAULTS,  # max_polyphony, max_silence_seconds, max_note_seconds, soft_note_seconds, pitch_temperature
 }
+# Settings for which None from the caller means "off", not "not given".
+LIMITS = ("max_polyphony", "max_silence_seconds", "max_note_seconds", "soft_note_seconds")
 
 
 def sampling_settings(model, **given) -> dict:
     """Sampling settings: the caller's, else the model's generation_config, else SAMPLING_DEFAULTS.
 
-    None from the caller means "off" for the limits (max_polyphony, max_silence_seconds,
-    max_note_seconds) and "not given" for temperature / top_k / top_p / min_p, as in
-    transformers; top_k 0 and top_p 1.0 mean off.
+    None from the caller means "off" for the LIMITS (max_polyphony, max_silence_seconds,
+    max_note_seconds, soft_note_seconds) and "not given" for temperature / pitch_temperature /
+    top_k / top_p / min_p, as in transformers; top_k 0 and top_p 1.0 mean off.
     """
     config = getattr(model, "generation_config", None)
     settings = {}
     for name, default in SAMPLING_DEFAULTS.items():
         value = given.get(name, UNSET)
-        is_limit = name.startswith("max_")
+        is_limit = name in LIMITS
         if value is UNSET or (value is None and not is_limit):
             value = getattr(config, name, None) if config is not None else None
-            value = default if value is None and (is_limit or name == "temperature") else value
+            value = default if value is None and (is_limit or name.endswith("temperature")) else value
         settings[name] = value
     return settings
 
@@ -170,6 +172,7 @@ def generate_ids(
     prompt_seconds: float | None = None,
     max_new_tokens: int = 1024,
     temperature: float | None = None,
+    pitch_temperature: float | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     min_p: float | None = None,
@@ -179,6 +182,7 @@ def generate_ids(
     max_polyphony: int | None = UNSET,
     max_silence_seconds: float | None = UNSET,
     max_note_seconds: float | None = UNSET,
+    soft_note_seconds: float | None = UNSET,
     stop_at_eos: bool = False,
     max_seconds: float | None = None,
     progress: bool = False,
@@ -200,6 +204,10 @@ def generate_ids(
         max_silence_seconds: with ``constrained``, no silence (no pitch sounding) lasts longer
             (None: no limit). The leading silence of a piece counts too.
         max_note_seconds: with ``constrained``, a note held this long is released (None: never).
+        pitch_temperature: with ``constrained``, temperature over which pitch each NOTE_ON strikes
+            (the timing and dynamics keep the model's odds); below 1 the music keeps to a key.
+        soft_note_seconds: with ``constrained``, past this a held note's odds of release grow
+            e-fold every quarter second (None: off), so notes end before max_note_seconds.
         stop_at_eos: stop a sequence at <eos>; by default <eos> is masked so every piece has
             the requested length.
         max_seconds: stop a sequence once its new music lasts this long (``max_new_tokens``
@@ -209,6 +217,7 @@ def generate_ids(
     settings = sampling_settings(
         model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_polyphony=max_polyphony,
         max_silence_seconds=max_silence_seconds, max_note_seconds=max_note_seconds,
+        pitch_temperature=pitch_temperature, soft_note_seconds=soft_note_seconds,
     )  # fmt: skip
     if not settings["temperature"] > 0:
         raise ValueError(
@@ -268,6 +277,7 @@ def _grammar(tokenizer, settings: dict, rows, stop_at_eos: bool) -> LogitsProces
     grammar = PerformanceGrammarLogitsProcessor(
         tokenizer, max_polyphony=settings["max_polyphony"], allow_eos=stop_at_eos, history=rows,
         max_silence_seconds=settings["max_silence_seconds"], max_note_seconds=settings["max_note_seconds"],
+        soft_note_seconds=settings["soft_note_seconds"], pitch_temperature=settings["pitch_temperature"],
     )  # fmt: skip
     return LogitsProcessorList([grammar])
 

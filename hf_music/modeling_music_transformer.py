@@ -53,6 +53,8 @@ class MusicTransformerForCausalLM(GPT2LMHeadModel):
             max_polyphony=16,
             max_silence_seconds=2.0,
             max_note_seconds=8.0,
+            soft_note_seconds=2.0,
+            pitch_temperature=0.8,
             max_new_tokens=1024,
             bos_token_id=config.bos_token_id,
             eos_token_id=config.eos_token_id,

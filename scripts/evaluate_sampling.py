@@ -1,6 +1,8 @@
 """Degeneration and musicality of sampled music, per sampling setting, against real performances.
 
     python scripts/evaluate_sampling.py --tokens_file data/maestro-v3.0.0.tokens.npz
+    python scripts/evaluate_sampling.py --tokens_file data/maestro-v3.0.0.tokens.npz --settings default \
+        --samples 24 --long_samples 6 --long_seconds 120
     python scripts/evaluate_sampling.py --model runs/x/best --maestro_zip maestro-v3.0.0-midi.zip \\
         --settings temperature=0.9 "temperature=1.0,min_p=0.05" --samples 12 --json sampling.json
 
@@ -10,10 +12,17 @@ in any 10 s window, the longest note, polyphony p95 and max, the longest silence
 run of one repeated pitch. So do random 20 s excerpts of the reference split (MAESTRO test,
 decoded from its tokens, so the pedal is handled as in the samples). A sample is out of range
 when a statistic lies beyond the excerpts' 99th percentile (below the 1st for notes per second);
-the excerpts' own share out of range is the yardstick. The last column is the mean overlapping
-area (Yang & Lerch 2020) of the samples' and the excerpts' feature distributions (1 = same).
-A setting is written `name=value,...` with names of `generate_ids`: temperature, top_p, top_k,
-min_p, max_silence_seconds, max_note_seconds, max_polyphony (`none` for no limit).
+the excerpts' own share out of range is the yardstick. Mean OA is the overlapping area (Yang &
+Lerch 2020) of the samples' and the excerpts' feature distributions (1 = same).
+What a listener hears is measured beside it (`hf_music.evaluation.musical_statistics`, per 20 s
+window, samples and excerpts alike): the share of notes held >= 7.9 s and >= 4 s (pooled), the
+median pitch-class entropy (no key: all twelve used), the median Krumhansl-Schmuckler key
+correlation, the median share of recurring figures (phrases), and the mean OA of those statistics.
+With --long_samples, pieces of --long_seconds are cut into 20 s windows and the same statistics
+are given per window: drift past the model's context.
+A setting is written `name=value,...` with names of `generate_ids`: temperature, pitch_temperature,
+top_p, top_k, min_p, max_silence_seconds, max_note_seconds, soft_note_seconds, max_polyphony
+(`none` for no limit); `default` is the checkpoint's own generation_config.
 """
 
 from __future__ import annotations
@@ -27,40 +36,70 @@ from pathlib import Path
 import numpy as np
 
 from hf_music.evaluation import (
+    MUSICAL_STATISTICS,
     compare_features,
     degeneration_statistics,
     excerpt,
+    musical_statistics,
     out_of_range,
     out_of_range_limits,
+    overlap_of_statistics,
     reference_excerpts,
+    windows_of,
 )
 from hf_music.generation import generate_ids
 from hf_music.resources import load_model
 from hf_music.token_pack import load_corpus
 
-DEFAULT_SETTINGS = [f"temperature={t}" for t in (0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5)] + [
-    "temperature=1.0,top_p=0.95",
-    "temperature=1.0,min_p=0.05",
+# The Space's slider (pitch temperature) across its range, the default, and plain temperature.
+DEFAULT_SETTINGS = [f"pitch_temperature={t}" for t in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5)] + [
+    "default",
+    "pitch_temperature=1.0,soft_note_seconds=none",
+    "temperature=0.7,pitch_temperature=1.0",
 ]
 SETTING_TYPES = {"top_k": int, "max_polyphony": int}
 
 
 def parse_setting(text: str) -> dict:
-    """`temperature=0.9,min_p=0.05` -> {"temperature": 0.9, "min_p": 0.05}."""
+    """`temperature=0.9,min_p=0.05` -> {"temperature": 0.9, "min_p": 0.05}; `default` -> {}."""
     setting = {}
-    for item in text.split(","):
+    for item in [] if text == "default" else text.split(","):
         name, _, value = item.partition("=")
         setting[name.strip()] = None if value.strip() == "none" else SETTING_TYPES.get(name, float)(value)
     return setting
 
 
-def evaluate_setting(model, tokenizer, setting, args, limits, reference_notes) -> dict:
-    started = time.perf_counter()
+def sample_notes(model, tokenizer, setting, args, count: int, seconds: float):
     rows = generate_ids(
-        model, tokenizer, max_seconds=args.seconds, max_new_tokens=args.max_new_tokens,
-        num_return_sequences=args.samples, seed=args.seed, **setting,
+        model, tokenizer, max_seconds=seconds, max_new_tokens=args.max_new_tokens,
+        num_return_sequences=count, seed=args.seed, **setting,
     )  # fmt: skip
-    samples = [excerpt(tokenizer.ids_to_notes(row), 0.0, args.seconds) for row in rows]
+    return [excerpt(tokenizer.ids_to_notes(row), 0.0, seconds) for row in rows]
+
+
+def musicality(windows, seconds: float, reference_windows: list[dict] | None = None) -> dict:
+    """Pooled long-note shares, medians of the musical statistics and their OA against the reference."""
+    stats = [musical_statistics(notes, seconds) for notes in windows]
+    lengths = np.concatenate([notes.offset - notes.onset for notes in windows] or [np.zeros(0)])
+    summary = {
+        "notes": len(lengths),
+        "held_7_9s_share": float(np.mean(lengths >= 7.9)) if len(lengths) else 0.0,
+        "held_4s_share": float(np.mean(lengths >= 4.0)) if len(lengths) else 0.0,
+        "duration_p50_p90_p99": [float(q) for q in np.percentile(lengths, [50, 90, 99])]
+        if len(lengths)
+        else [],
+        "medians": {name: float(np.median([s[name] for s in stats])) for name in MUSICAL_STATISTICS},
+        "windows": stats,
+    }
+    if reference_windows is not None:
+        summary["overlap"] = overlap_of_statistics(reference_windows, stats)
+        summary["mean_musical_overlap"] = float(np.mean(list(summary["overlap"].values())))
+    return summary
+
+
+def evaluate_setting(model, tokenizer, setting, args, limits, reference_notes, reference_windows) -> dict:
+    started = time.perf_counter()
+    samples = sample_notes(model, tokenizer, setting, args, args.samples, args.seconds)
     stats = [degeneration_statistics(notes, args.seconds) for notes in samples]
     failures = [out_of_range(s, limits) for s in stats]
     overlap = np.mean([row["overlap"] for row in compare_features(reference_notes, samples)])
@@ -71,25 +110,84 @@ def evaluate_setting(model, tokenizer, setting, args, limits, reference_notes) -
         "failures": dict(Counter(name for f in failures for name in f)),
         "mean_overlap": float(overlap),
         "means": {name: float(np.mean([s[name] for s in stats])) for name in stats[0]},
+        "musicality": musicality(samples, args.seconds, reference_windows),
         "seconds": time.perf_counter() - started,
     }
 
 
-def print_table(results, reference_share):
+def evaluate_long_pieces(model, tokenizer, setting, args, limits, reference_windows) -> dict:
+    """Pieces of --long_seconds cut into windows of --seconds: the statistics of each window index."""
+    started = time.perf_counter()
+    pieces = sample_notes(model, tokenizer, setting, args, args.long_samples, args.long_seconds)
+    windows = [windows_of(notes, args.long_seconds, args.seconds) for notes in pieces]
+    by_index = []
+    for k in range(min(len(w) for w in windows)):
+        column = [w[k] for w in windows]
+        failures = [out_of_range(degeneration_statistics(n, args.seconds), limits) for n in column]
+        summary = musicality(column, args.seconds, reference_windows)
+        summary.pop("windows")
+        by_index.append({"start_s": k * args.seconds, "out_of_range": sum(map(bool, failures)), **summary})
+    every = [window for w in windows for window in w]
+    failures = [out_of_range(degeneration_statistics(n, args.seconds), limits) for n in every]
+    return {
+        "setting": setting,
+        "pieces": len(pieces),
+        "seconds_each": args.long_seconds,
+        "windows": len(every),
+        "out_of_range": sum(map(bool, failures)),
+        "musicality": {
+            k: v for k, v in musicality(every, args.seconds, reference_windows).items() if k != "windows"
+        },
+        "by_window": by_index,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def setting_name(setting: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in setting.items()) or "default"
+
+
+def print_table(results, reference_share, reference_music):
     print(
-        "\n| setting | out of range | share | excerpts' share + 10 points | statistics out of range | mean OA |\n"
-        "|---|---:|---:|---:|---|---:|"
+        "\n| setting | out of range | within excerpts' share + 10 points | statistics out of range | "
+        "notes >= 7.9 s | notes >= 4 s | pitch-class entropy (bits) | key correlation | recurring figures | "
+        "mean OA (features) | mean OA (musical) |\n|---|---:|:---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    m = reference_music["medians"]
+    print(
+        f"| MAESTRO test excerpts | {reference_share:.0%} | - | - | {reference_music['held_7_9s_share']:.2%} | "
+        f"{reference_music['held_4s_share']:.2%} | {m['pitch_class_entropy']:.2f} | {m['key_correlation']:.2f} | "
+        f"{m['recurring_figure_share']:.2f} | 1 | 1 |"
     )
     for r in results:
-        name = ", ".join(f"{k}={v}" for k, v in r["setting"].items())
         failures = (
             ", ".join(f"{k} {v}" for k, v in sorted(r["failures"].items(), key=lambda kv: -kv[1])) or "-"
         )
         share = r["out_of_range"] / r["samples"]
         verdict = "yes" if share <= reference_share + 0.10 else "no"
+        music, m = r["musicality"], r["musicality"]["medians"]
         print(
-            f"| {name} | {r['out_of_range']}/{r['samples']} | {share:.0%} | {verdict} | {failures} | "
-            f"{r['mean_overlap']:.3f} |"
+            f"| {setting_name(r['setting'])} | {r['out_of_range']}/{r['samples']} | {verdict} | {failures} | "
+            f"{music['held_7_9s_share']:.2%} | {music['held_4s_share']:.2%} | {m['pitch_class_entropy']:.2f} | "
+            f"{m['key_correlation']:.2f} | {m['recurring_figure_share']:.2f} | {r['mean_overlap']:.3f} | "
+            f"{music['mean_musical_overlap']:.3f} |"
+        )
+
+
+def print_long_table(long):
+    print(
+        f"\n{long['pieces']} pieces of {long['seconds_each']:g} s ({setting_name(long['setting'])}): "
+        f"{long['out_of_range']}/{long['windows']} windows out of range, "
+        f"{long['musicality']['held_7_9s_share']:.2%} of notes held >= 7.9 s\n"
+        "| window | out of range | notes >= 7.9 s | pitch-class entropy | key correlation | recurring figures | "
+        "mean OA (musical) |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
+    for w in long["by_window"]:
+        m = w["medians"]
+        print(
+            f"| {w['start_s']:g}-{w['start_s'] + 20:g} s | {w['out_of_range']}/{long['pieces']} | "
+            f"{w['held_7_9s_share']:.2%} | {m['pitch_class_entropy']:.2f} | {m['key_correlation']:.2f} | "
+            f"{m['recurring_figure_share']:.2f} | {w['mean_musical_overlap']:.3f} |"
         )
 
 
@@ -110,6 +208,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--excerpts", type=int, default=200, help="reference excerpts")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max_new_tokens", type=int, default=4096, help="cap per sample")
+    parser.add_argument("--long_samples", type=int, default=0, help="pieces of --long_seconds (drift)")
+    parser.add_argument("--long_seconds", type=float, default=120.0)
+    parser.add_argument("--long_setting", default="default", help="the setting of the long pieces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -135,22 +236,35 @@ def main(argv=None) -> dict:
             for k, (low, high) in limits.items()
         )
     )
+    reference_music = musicality(reference_notes, args.seconds)
+    reference_windows = reference_music.pop("windows")
     results = []
     for text in args.settings:
-        results.append(evaluate_setting(model, tokenizer, parse_setting(text), args, limits, reference_notes))
+        setting = parse_setting(text)
+        results.append(
+            evaluate_setting(model, tokenizer, setting, args, limits, reference_notes, reference_windows)
+        )
         r = results[-1]
         print(
-            f"{text}: {r['out_of_range']}/{r['samples']} out of range, OA {r['mean_overlap']:.3f} ({r['seconds']:.0f} s)",
+            f"{text}: {r['out_of_range']}/{r['samples']} out of range, OA {r['mean_overlap']:.3f}, "
+            f"held >= 7.9 s {r['musicality']['held_7_9s_share']:.2%} ({r['seconds']:.0f} s)",
             flush=True,
         )
-    print_table(results, reference_share)
+    print_table(results, reference_share, reference_music)
+    long = None
+    if args.long_samples:
+        setting = parse_setting(args.long_setting)
+        long = evaluate_long_pieces(model, tokenizer, setting, args, limits, reference_windows)
+        print_long_table(long)
     report = {
         "model": args.model or "embedded default",
         "reference": {"corpus": pack.info["corpus"]["name"], "split": args.split, "excerpts": len(reference),
-                      "seconds": args.seconds, "out_of_range_share": reference_share, "limits": limits},
+                      "seconds": args.seconds, "out_of_range_share": reference_share, "limits": limits,
+                      "musicality": reference_music},
         "samples_per_setting": args.samples,
         "seed": args.seed,
         "results": results,
+        "long_pieces": long,
     }  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))

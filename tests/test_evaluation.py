@@ -13,11 +13,17 @@ from conftest import MAESTRO_MINI, REPO_ROOT
 
 from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM, PerformanceNotes
 from hf_music.evaluation import (
+    KEY_PROFILES,
     compare_features,
+    key_correlations,
     music_features,
+    musical_statistics,
     ngram_log_probs,
     overlap_and_kl,
+    overlap_of_statistics,
+    recurring_figure_share,
     score_blocks,
+    windows_of,
 )
 from hf_music.run_record import load_evaluations
 
@@ -193,3 +199,50 @@ def test_evaluate_script_on_a_few_files_of_the_official_zip(tmp_path):
     assert {(e.corpus, e.stride, e.context) for e in evaluations} == {("MAESTRO v3.0.0", 64, 128)}
     assert {e.split: e.pieces for e in evaluations} == {"validation": 1, "test": 1}
     assert "MAESTRO v3.0.0 test: 1 pieces" in result.stdout
+
+
+def test_key_correlations_find_the_key_of_a_profile():
+    g_major, e_minor = KEY_PROFILES[7], KEY_PROFILES[12 + 4]
+    correlations = key_correlations(np.stack([g_major, e_minor, np.ones(12)]))
+    assert correlations.shape == (3, 24)
+    assert correlations[0].argmax() == 7 and math.isclose(correlations[0].max(), 1.0)
+    assert correlations[1].argmax() == 16 and not correlations[2].any()  # a flat histogram has no key
+
+
+def test_recurring_figures_count_repeated_interval_patterns():
+    assert recurring_figure_share(np.array([60, 62, 64, 60, 62, 64])) == 0.0  # (2, 2, -4) once, etc.
+    # (2, 2, 1) comes twice among the five figures of two C-D-E-F runs; transposed it still counts.
+    assert math.isclose(recurring_figure_share(np.array([60, 62, 64, 65, 67, 69, 71, 72])), 2 / 5)
+    assert recurring_figure_share(np.array([60, 62])) == 0.0
+
+
+def test_musical_statistics_of_a_scale_against_a_chromatic_cloud():
+    scale = [60, 62, 64, 65, 67, 69, 71, 72]
+    tonal = notes(np.arange(40) * 0.5, [0.4] * 39 + [8.0], scale * 5)
+    stats = musical_statistics(tonal, 20.0)
+    assert math.isclose(stats["long_note_share"], 1 / 40)
+    counts = np.bincount(np.array(scale * 5) % 12, minlength=12) / 40
+    assert math.isclose(
+        stats["pitch_class_entropy"], -(counts[counts > 0] * np.log2(counts[counts > 0])).sum()
+    )
+    assert stats["key_correlation"] > 0.8 and stats["key_consistency"] == 1.0
+    assert stats["recurring_figure_share"] > 0.8
+    chromatic = notes(np.arange(48) * 0.4, [0.3] * 48, 60 + (np.arange(48) * 7) % 12)
+    cloud = musical_statistics(chromatic, 20.0)
+    assert math.isclose(cloud["pitch_class_entropy"], math.log2(12)) and cloud["key_correlation"] < 0.1
+    assert cloud["long_note_share"] == 0.0
+    assert musical_statistics(notes([], [], []), 20.0)["pitch_class_entropy"] == 0.0
+
+
+def test_windows_of_a_long_piece_and_overlap_of_statistics():
+    piece = notes(np.arange(120.0), [0.5] * 120, [60] * 120)
+    windows = windows_of(piece, 120.0, 20.0)
+    assert [len(w) for w in windows] == [20] * 6 and all(w.onset.min() == 0 for w in windows)
+    stats = [musical_statistics(w, 20.0) for w in windows]
+    overlap = overlap_of_statistics(stats, stats)
+    assert all(math.isclose(v, 1.0) for v in overlap.values())
+    other = [
+        musical_statistics(w, 20.0)
+        for w in windows_of(notes(np.arange(120.0), [9.0] * 120, [60] * 120), 120.0, 20.0)
+    ]
+    assert overlap_of_statistics(stats, other)["long_note_share"] == 0.0

@@ -22,6 +22,7 @@ from hf_music import (
     generate_midi,
 )
 from hf_music.generation import grammar_violations, prompt_to_ids, sounding_pitches, time_steps
+from hf_music.grammar import RELEASE_NATS_PER_SECOND
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,6 +218,54 @@ def test_grammar_processor_releases_notes_held_too_long(tokenizer):
     assert "NOTE_OFF_64" in allowed and "TIME_SHIFT_100" in allowed and "TIME_SHIFT_1" in allowed
 
 
+def test_pitch_temperature_tempers_which_pitch_not_when_or_how_loud(tokenizer):
+    ids = torch.tensor([tokenizer.convert_tokens_to_ids(["<bos>", "NOTE_ON_60"])])
+    scores = torch.randn(1, tokenizer.vocab_size, generator=torch.Generator().manual_seed(1)) * 3
+    plain = PerformanceGrammarLogitsProcessor(tokenizer, history=ids.tolist())(ids, scores)
+    tempered = PerformanceGrammarLogitsProcessor(tokenizer, history=ids.tolist(), pitch_temperature=0.5)(
+        ids, scores
+    )
+    on, off = tokenizer.note_on_offset, tokenizer.note_off_offset
+    p_plain, p_tempered = torch.softmax(plain, -1)[0], torch.softmax(tempered, -1)[0]
+    # Every event outside NOTE_ON keeps its probability, so the NOTE_ONs keep their total...
+    assert torch.allclose(p_tempered[off:], p_plain[off:], atol=1e-6)
+    assert torch.isclose(p_tempered[on:off].sum(), p_plain[on:off].sum(), atol=1e-6)
+    # ...and among them the pitches follow the model's logits at temperature 0.5 (60 still sounds: masked).
+    expected = torch.softmax(plain[0, on:off] / 0.5, -1) * p_plain[on:off].sum()
+    assert torch.allclose(p_tempered[on:off], expected, atol=1e-6) and p_tempered[on + 60] == 0
+    with pytest.raises(ValueError, match="pitch_temperature"):
+        PerformanceGrammarLogitsProcessor(tokenizer, pitch_temperature=0.0)
+
+
+def test_soft_note_limit_raises_the_odds_of_releasing_old_notes(tokenizer):
+    # 60 struck at 0 s, 64 at 5 s, now 6 s: with the soft limit at 4 s, only 60 is past it (by 2 s).
+    steps = ["NOTE_ON_60", *["TIME_SHIFT_100"] * 5, "NOTE_ON_64", "TIME_SHIFT_100"]
+    ids = torch.tensor([tokenizer.convert_tokens_to_ids(["<bos>", *steps])])
+    scores = torch.zeros(1, tokenizer.vocab_size)
+    plain = PerformanceGrammarLogitsProcessor(tokenizer, history=ids.tolist())(ids, scores)
+    soft = PerformanceGrammarLogitsProcessor(tokenizer, history=ids.tolist(), soft_note_seconds=4.0)(
+        ids, scores
+    )
+    off = tokenizer.note_off_offset
+    gain = soft[0] - plain[0]
+    assert torch.isclose(gain[off + 60], torch.tensor(2.0 * RELEASE_NATS_PER_SECOND))
+    assert gain[off + 64] == 0 and torch.equal(soft[0, :off], plain[0, :off])
+
+
+def test_soft_note_limit_ends_notes_before_the_hard_limit(model, tokenizer):
+    # The random model holds notes for long: the soft limit ends many of them well before the hard one.
+    def long_notes(**limits):
+        rows = generate_ids(model, tokenizer, max_new_tokens=400, num_return_sequences=4, seed=0,
+                            pitch_temperature=1.0, max_note_seconds=3.0, **limits)  # fmt: skip
+        notes = [tokenizer.ids_to_notes(row) for row in rows]
+        lengths = np.concatenate([n.offset - n.onset for n in notes])
+        return int(np.count_nonzero(lengths >= 2.9)), len(lengths)
+
+    capped, notes = long_notes(soft_note_seconds=None)
+    assert capped > 0.05 * notes  # the hard limit ends these
+    assert long_notes(soft_note_seconds=1.0)[0] < capped / 2
+
+
 def test_sampling_limits_hold_in_generated_music(model, tokenizer):
     rows = generate_ids(model, tokenizer, max_new_tokens=600, temperature=1.5, num_return_sequences=3, seed=0,
                         max_silence_seconds=1.0, max_note_seconds=2.0)  # fmt: skip
@@ -311,17 +360,22 @@ def test_generation_config_sets_the_sampling_defaults(tmp_path):
     model, tokenizer = load_model(folder)
     before = generate_ids(model, tokenizer, max_new_tokens=64, seed=0)
     config = json.loads((folder / "generation_config.json").read_text())
-    changed = {**config, "temperature": 0.3, "max_silence_seconds": 0.5}
+    changed = {**config, "temperature": 0.3, "max_silence_seconds": 0.5, "pitch_temperature": 1.2}
     (folder / "generation_config.json").write_text(json.dumps(changed))
     model, tokenizer = load_model(folder)
     settings = sampling_settings(model)
     assert settings["temperature"] == 0.3 and settings["max_silence_seconds"] == 0.5
     assert (
+        settings["pitch_temperature"] == 1.2 and settings["soft_note_seconds"] == config["soft_note_seconds"]
+    )
+    assert sampling_settings(model, soft_note_seconds=None)["soft_note_seconds"] is None  # None: off
+    assert (
         generate_ids(model, tokenizer, max_new_tokens=64, seed=0) != before
     )  # no argument: the file decides
     explicit = generate_ids(
         model, tokenizer, max_new_tokens=64, seed=0,
-        temperature=config.get("temperature", 1.0), max_silence_seconds=config.get("max_silence_seconds", 2.0),
+        temperature=config["temperature"], max_silence_seconds=config["max_silence_seconds"],
+        pitch_temperature=config["pitch_temperature"],
     )  # fmt: skip
     assert explicit == before  # arguments win over the file
     result = subprocess.run(
@@ -331,6 +385,7 @@ def test_generation_config_sets_the_sampling_defaults(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "seed 5; temperature 0.3," in result.stdout and "max_silence_seconds 0.5" in result.stdout
+    assert "pitch_temperature 1.2" in result.stdout
 
 
 def test_prompt_ending_in_a_note_held_for_an_hour_continues(model, tokenizer):
