@@ -173,7 +173,7 @@ def test_a_render_stops_at_max_seconds(tmp_path):
 
 
 def test_silence_before_a_late_first_note_stays_silent():
-    from hf_music.audio import PianoRenderer, PerformanceNotes
+    from hf_music.audio import PerformanceNotes, PianoRenderer
 
     # The Space's first streamed chunk of a piece whose first note comes at 3 s: FluidSynth's
     # ~1e-8 floor was scaled to -1 dBFS, a loud pop.
