@@ -6,8 +6,10 @@
 
 --model takes a checkpoint folder or a Hub id; a music_transformer checkpoint is loaded with
 this package's classes, so no code from the checkpoint runs (--trust_remote_code allows it for
-other model types). A WAV file is
+other model types). A WAV file (44.1 kHz stereo, as the Space's) is
 written next to each MIDI file when a General MIDI soundfont and FluidSynth are installed.
+With --prompt, each MIDI file holds the prompt, then the new music after a marker
+("hf_music: new music starts here").
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from .audio import AudioUnavailableError, render_audio, write_wav
-from .generation import generate_ids, sampling_settings
+import symusic
+import torch
+
+from .audio import CHANNELS, SAMPLE_RATE, AudioUnavailableError, render_audio, write_wav
+from .generation import generate_ids, is_miditok, prompt_to_ids, sampling_settings, time_steps
 from .resources import bundled_prompts, load_model, override_tokenizer
 
 
@@ -37,8 +42,9 @@ def parse_args(argv=None):
         "--prompt", default=None, help=f"MIDI file to continue, or a bundled one: {', '.join(prompts)}"
     )
     parser.add_argument(
-        "--prompt_seconds", type=float, default=None, help="use only the prompt's first N seconds"
-    )
+        "--prompt_seconds", type=float, default=None,
+        help=f"use only the prompt's first N seconds (default: all of it, up to {MAX_PROMPT_SECONDS:g} s)",
+    )  # fmt: skip
     parser.add_argument(
         "--seconds",
         type=float,
@@ -92,6 +98,10 @@ MAX_SECONDS = 600.0
 # The event budget per second of music when only --seconds is given: dense piano needs about 45.
 TOKENS_PER_SECOND_CAP = 100
 MIDITOK_DEFAULT_TOKENS = 1024  # new tokens per piece for a miditok vocabulary without --seconds
+# The longest prompt: a few bytes of MIDI can hold hours (one held note), and the model looks at
+# its last ~50 s anyway; with MAX_SECONDS of new music the WAV stays under audio's 20-minute cap.
+MAX_PROMPT_SECONDS = 300.0
+CONTINUATION_MARKER = "hf_music: new music starts here"
 
 
 def main(argv=None) -> list[Path]:
@@ -104,8 +114,10 @@ def main(argv=None) -> list[Path]:
 
 def compose(args) -> list[Path]:
     started = time.perf_counter()
-    model, tokenizer = load_model(args.model, args.device, trust_remote_code=args.trust_remote_code)
-    tokenizer = override_tokenizer(model, tokenizer, args.tokenizer)
+    model, tokenizer = quiet_load(args)
+    prompt, prompt_end = read_prompt(
+        tokenizer, bundled_prompts().get(args.prompt, args.prompt), args.prompt_seconds
+    )
     loaded = time.perf_counter()
     miditok_vocabulary = getattr(tokenizer, "is_miditok", False)
     # A miditok vocabulary has no time-shift clock: its default length is in tokens (MMM writes
@@ -135,9 +147,8 @@ def compose(args) -> list[Path]:
         + f" (again: --seed {seed})"
     )
     rows = generate_ids(
-        model, tokenizer, prompt=bundled_prompts().get(args.prompt, args.prompt), prompt_seconds=args.prompt_seconds,
-        max_new_tokens=max_new_tokens, max_seconds=seconds, **sampling, seed=seed,
-        num_return_sequences=args.samples, constrained=not args.unconstrained, progress=True,
+        model, tokenizer, prompt=prompt, max_new_tokens=max_new_tokens, max_seconds=seconds, **sampling,
+        seed=seed, num_return_sequences=args.samples, constrained=not args.unconstrained, progress=True,
     )  # fmt: skip
     generated = time.perf_counter()
     out, written = Path(args.out), []
@@ -145,6 +156,8 @@ def compose(args) -> list[Path]:
     for i, row in enumerate(rows):
         path = out if len(rows) == 1 else out.with_name(f"{out.stem}_{i + 1}{out.suffix or '.mid'}")
         score = tokenizer.decode_midi(row)
+        if args.prompt is not None:
+            score = mark_continuation(score, prompt_end)
         score.dump_midi(str(path))
         written.append(path)
         tracks = [track for track in score.tracks if track.note_num()]
@@ -155,7 +168,9 @@ def compose(args) -> list[Path]:
         )
         if not args.no_wav:
             try:
-                wav = write_wav(render_audio(score), path.with_suffix(".wav"))
+                wav = write_wav(
+                    render_audio(score, SAMPLE_RATE, channels=CHANNELS), path.with_suffix(".wav"), SAMPLE_RATE
+                )
                 written.append(Path(wav))
                 print(f"wrote {wav}")
             except AudioUnavailableError as error:
@@ -166,6 +181,51 @@ def compose(args) -> list[Path]:
         f"total {time.perf_counter() - started:.1f} s"
     )
     return written
+
+
+def quiet_load(args):
+    """(model, tokenizer) without transformers' "Loading weights" bar on every command; a
+    download from the Hub keeps its progress bars."""
+    import huggingface_hub.utils
+    from transformers.utils import logging as transformers_logging
+
+    downloads_shown = not huggingface_hub.utils.are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()
+    if downloads_shown:
+        huggingface_hub.utils.enable_progress_bars()
+    try:
+        model, tokenizer = load_model(args.model, args.device, trust_remote_code=args.trust_remote_code)
+    finally:
+        transformers_logging.enable_progress_bar()
+        if not downloads_shown:
+            huggingface_hub.utils.disable_progress_bars()
+    return model, override_tokenizer(model, tokenizer, args.tokenizer)
+
+
+def read_prompt(tokenizer, prompt, prompt_seconds: float | None) -> tuple[list[int], float]:
+    """(ids, seconds of music in them) of the prompt, cut to its first ``prompt_seconds`` (all of
+    it by default, but never more than MAX_PROMPT_SECONDS: a longer file is cut, and told so)."""
+    if prompt is None:
+        return prompt_to_ids(None, tokenizer), 0.0
+    window = MAX_PROMPT_SECONDS if prompt_seconds is None else prompt_seconds
+    if not 0 < window <= MAX_PROMPT_SECONDS:
+        raise ValueError(f"--prompt_seconds must be in (0, {MAX_PROMPT_SECONDS:g}], got {window:g}")
+    ids = prompt_to_ids(prompt, tokenizer, window)
+    length = float(tokenizer.midi_to_notes(prompt).offset.max(initial=0))
+    if prompt_seconds is None and length > window:
+        print(
+            f"prompt: the first {window:g} s of {Path(prompt).name}, which lasts {length:.0f} s (--prompt_seconds)"
+        )
+    if is_miditok(tokenizer):
+        return ids, float(tokenizer.seconds(ids))
+    return ids, int(time_steps(torch.tensor(ids), tokenizer)) * tokenizer.time_step
+
+
+def mark_continuation(score, seconds: float):
+    """The score (in seconds) with a MIDI marker where the new music starts after the prompt."""
+    timed = score.to("second")
+    timed.markers.append(symusic.TextMeta(seconds, CONTINUATION_MARKER, ttype="second"))
+    return timed
 
 
 if __name__ == "__main__":

@@ -64,6 +64,20 @@ def _note_arrays(piece):
     return onset, offset, pitch, velocity
 
 
+# Bounds on what is rendered, whatever the MIDI file says (a 36-byte file can hold a 10-hour note,
+# 12 GiB of float audio): a piano note has died away well within 30 s, so longer notes are cut
+# there, and a render stops after 20 minutes of audio (about 0.4 GB of float samples in stereo).
+MAX_NOTE_SECONDS = 30.0
+MAX_AUDIO_SECONDS = 20 * 60.0
+SAMPLE_RATE, CHANNELS = 44100, 2  # what the command line and the Space write: 44.1 kHz stereo
+
+
+def _sounding_arrays(piece):
+    """`_note_arrays` with each note cut MAX_NOTE_SECONDS after its onset."""
+    onset, offset, pitch, velocity = _note_arrays(piece)
+    return onset, np.minimum(offset, onset + MAX_NOTE_SECONDS), pitch, velocity
+
+
 # Loaded synthesizers, kept for the process: loading MuseScore General's compressed piano takes
 # seconds. A renderer borrows one (a second one is loaded only when two render at once).
 _idle_synths: dict[tuple[str, int], list] = {}
@@ -188,16 +202,21 @@ class PianoRenderer:
     seconds (notes still sounding at ``until`` keep sounding: their release comes in a later
     call), and `finish(notes)` plays the rest plus one second of ring-out. Feeding a piece in
     several calls gives the same samples as one call. Use as a context manager (or `close`).
+    Notes sound at most MAX_NOTE_SECONDS, and nothing past ``max_seconds`` is rendered
+    (`truncated` says whether the piece went on).
     """
 
     def __init__(
-        self, sample_rate: int = 44100, soundfont: str | os.PathLike | None = None, channels: int = 2
-    ):
+        self, sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | None = None,
+        channels: int = CHANNELS, max_seconds: float = MAX_AUDIO_SECONDS,
+    ):  # fmt: skip
         if channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, got {channels}")
         self.sample_rate, self.channels = int(sample_rate), channels
         self._key, self._synth = _borrow_synth(_resolve_soundfont(soundfont), self.sample_rate)
         self._frame = 0  # frames rendered so far
+        self._last_frame = round(max_seconds * self.sample_rate)  # the ring-out may follow it
+        self.truncated = False  # whether the piece went on past max_seconds
         self._chunks: list[np.ndarray] = []  # (frames, 2) float32 from FluidSynth
         self._programs: dict[int, tuple[int, int]] = {}  # channel -> (bank, program) selected
 
@@ -207,7 +226,7 @@ class PianoRenderer:
 
     def finish(self, notes) -> None:
         """Play the remaining events of the complete piece, then one second of ring-out."""
-        onset, offset, _, _ = _note_arrays(notes)
+        onset, offset, _, _ = _sounding_arrays(notes)
         end = max(offset.max(initial=0.0), onset.max(initial=0.0))
         self._play(notes, round(end * self.sample_rate) + 1)
         self._chunks.append(_float_samples(self._synth, self.sample_rate))
@@ -220,7 +239,9 @@ class PianoRenderer:
                 self._programs[channel] = (bank, program)
 
     def _play(self, notes, stop_frame: int) -> None:
-        onset, offset, pitch, velocity = _note_arrays(notes)
+        if stop_frame > self._last_frame:
+            self.truncated, stop_frame = True, self._last_frame
+        onset, offset, pitch, velocity = _sounding_arrays(notes)
         channel, settings = _note_channels(notes)
         self._select_programs(settings)
         # One event list, sorted by time with note-offs first at equal times (a repeated key restrikes).
@@ -246,10 +267,17 @@ class PianoRenderer:
 
     def samples(self, peak_dbfs: float | None = None) -> np.ndarray:
         """The audio so far as int16, (frames, 2) for stereo or (frames,) for mono, normalised to
-        ``peak_dbfs`` (PEAK_DBFS by default)."""
-        stereo = np.concatenate(self._chunks) if self._chunks else np.zeros((0, 2), np.float32)
-        mixed = stereo if self.channels == 2 else stereo.sum(axis=1) / 2
-        return normalize_peak(mixed, PEAK_DBFS if peak_dbfs is None else peak_dbfs)
+        ``peak_dbfs`` (PEAK_DBFS by default), but never amplified more than a quiet note would be:
+        a stretch of silence (FluidSynth's ~1e-8 floor) stays silent instead of becoming a pop."""
+        mixed = [chunk if self.channels == 2 else chunk.sum(axis=1) / 2 for chunk in self._chunks]
+        peak = max((float(np.abs(chunk).max(initial=0.0)) for chunk in mixed), default=0.0)
+        gain = 32767 * 10 ** ((PEAK_DBFS if peak_dbfs is None else peak_dbfs) / 20) / max(peak, QUIET_PEAK)
+        out = np.empty((sum(map(len, mixed)), 2)[: self.channels], np.int16)
+        start = 0  # chunk by chunk: no float64 copy of the whole piece (up to 20 minutes of it)
+        for chunk in mixed:
+            out[start : start + len(chunk)] = np.round(chunk * gain)
+            start += len(chunk)
+        return out
 
     def close(self) -> None:
         if self._synth is not None:
@@ -264,20 +292,25 @@ class PianoRenderer:
 
 
 def render_audio(
-    piece, sample_rate: int = 22050, soundfont: str | os.PathLike | None = None, channels: int = 1
-) -> np.ndarray:
+    piece, sample_rate: int = SAMPLE_RATE, soundfont: str | os.PathLike | None = None, channels: int = CHANNELS,
+    max_seconds: float = MAX_AUDIO_SECONDS,
+) -> np.ndarray:  # fmt: skip
     """Render a PerformanceNotes (on a GM piano) or a symusic Score (each track on its own GM
     program, drums on channel 10) to int16 at `sample_rate`.
 
-    Mono by default, (frames, 2) with ``channels=2``. The result is normalised to a peak of
+    Stereo (frames, 2) by default, (frames,) with ``channels=1``; at most ``max_seconds`` and a
+    second of ring-out, each note at most MAX_NOTE_SECONDS. The result is normalised to a peak of
     PEAK_DBFS. Raises AudioUnavailableError naming what is missing (soundfont or FluidSynth).
     """
-    with PianoRenderer(sample_rate, soundfont, channels) as renderer:
+    with PianoRenderer(sample_rate, soundfont, channels, max_seconds) as renderer:
         renderer.finish(piece)
         return renderer.samples()
 
 
 PEAK_DBFS = -1.0  # loud, with headroom for players that resample
+# FluidSynth's float peak (at DEFAULT_GAIN) of one middle C at velocity 40: quieter audio is
+# raised no more than that note would be (silence renders at ~1e-8, a velocity-100 C at 0.049).
+QUIET_PEAK = 0.01
 
 
 def normalize_peak(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
@@ -290,7 +323,7 @@ def normalize_peak(samples: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndar
     return np.round(samples * (target / peak)).astype(np.int16)
 
 
-def write_wav(samples: np.ndarray, path: str | os.PathLike, sample_rate: int = 22050) -> str:
+def write_wav(samples: np.ndarray, path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> str:
     """Write int16 samples as a WAV file, mono for (frames,), stereo for (frames, 2); returns the path."""
     path = os.fspath(path)
     samples = np.asarray(samples)

@@ -11,10 +11,12 @@ once and hands those notes to the audio renderer, the piano roll and the MIDI fi
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import random
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -24,7 +26,15 @@ import gradio as gr
 import torch
 
 from hf_music import bundled_prompts, generate_ids, load_model
-from hf_music.audio import AudioUnavailableError, PianoRenderer, note_name, piano_roll_figure, write_wav
+from hf_music.audio import (
+    CHANNELS,
+    SAMPLE_RATE,
+    AudioUnavailableError,
+    PianoRenderer,
+    note_name,
+    piano_roll_figure,
+    write_wav,
+)
 from hf_music.generation import is_miditok, prompt_to_ids, time_steps
 from hf_music.resources import PROMPTS_DIR
 
@@ -33,9 +43,11 @@ MODEL_ID = os.environ.get("HF_MUSIC_MODEL") or None
 # at most 1 of 12 samples of 20 s left the range of real MAESTRO excerpts (they do 5% of the
 # time themselves); at 0.9 2 of 12 did, at 0.5 11 of 12 (one key hammered, too few notes).
 TEMPERATURE_RANGE = (1.0, 1.5)
-SAMPLE_RATE = 44100  # stereo, normalised to -1 dBFS (hf_music.audio.PEAK_DBFS)
 MAX_UPLOAD_BYTES = 1_000_000  # a long solo piano performance is ~100 kB
 MAX_SECONDS = 60  # of new music per click
+# Of a start piece: a few bytes of MIDI can hold hours (one held note), so a prompt is cut to its
+# first seconds, at most these, whatever the file says (the model's context holds about 50 s).
+MAX_PROMPT_SECONDS = 60
 MAX_NEW_TOKENS = 4096  # hard cap whatever the density (dense piano is ~40 events per second)
 MAX_CONTEXT_TOKENS = 16_384  # "continue the last result" keeps growing the piece up to this
 QUEUE_LIMIT = 16  # requests waiting beyond this are told the app is busy (Gradio's queue_full)
@@ -44,7 +56,12 @@ QUEUE_LIMIT = 16  # requests waiting beyond this are told the app is busy (Gradi
 CHUNK_ENDS = (1.0, 2.5, 5.0, 8.0, 12.0, 16.0)
 NO_PROMPT = "(none: start from silence)"
 PROMPTS = bundled_prompts()
+# One folder per process, removed at exit. It holds the latest update of the last few requests
+# only: Gradio copies each update it sends into its own cache (cleaned by `delete_cache`).
 OUTPUT_DIR = Path(tempfile.mkdtemp(prefix="hf_music_space_"))
+atexit.register(shutil.rmtree, OUTPUT_DIR, ignore_errors=True)
+KEPT_REQUESTS = 4  # request folders kept in OUTPUT_DIR (older ones are deleted)
+GRADIO_CACHE_CLEANUP = (600, 3600)  # every 10 minutes, Gradio deletes its copies older than an hour
 
 
 def prompt_titles() -> dict[str, str]:
@@ -116,14 +133,28 @@ def choose_prompt(tokenizer, upload_path, bundled, prompt_seconds, continue_last
         source, name, label = PROMPTS[bundled], bundled, TITLES[bundled]
     else:
         return None, None, "silence"
+    window = prompt_window(prompt_seconds)
     try:
-        ids = prompt_to_ids(source, tokenizer, prompt_seconds, name=name)
+        ids = prompt_to_ids(source, tokenizer, window, name=name)
+        whole = tokenizer.midi_to_notes(source, name=name)
     except ValueError as error:  # MidiReadError ("<name>: <problem>"), also from a checkpoint's own code copy
         raise ComposeError("Cannot use this MIDI file", str(error)) from error
     notes = tokenizer.ids_to_notes(ids)
     if len(notes) == 0:
         raise ComposeError("Cannot use this MIDI file", f"{name}: the file has no notes to continue")
-    return ids, notes, label
+    return ids, notes, kept_part(label, whole, window)
+
+
+def prompt_window(prompt_seconds) -> float:
+    """The seconds of a start piece that are continued: the slider's value, 0 meaning all of it
+    up to MAX_PROMPT_SECONDS."""
+    return float(min(prompt_seconds or MAX_PROMPT_SECONDS, MAX_PROMPT_SECONDS))
+
+
+def kept_part(label: str, whole_notes, window: float) -> str:
+    """The label of a start piece, saying when only its first seconds are used."""
+    length = float(whole_notes.offset.max(initial=0))
+    return f"the first {window:g} s of {label}" if length > window else label
 
 
 # The model and torch's global random state are shared: one chunk at a time. Each request keeps its
@@ -189,20 +220,21 @@ def compose_stream(
     except (OSError, ValueError) as error:  # a wrong HF_MUSIC_MODEL, no network, no embedded model
         raise ComposeError("Model", f"cannot load the model {MODEL_ID or '(embedded)'}: {error}") from error
     prompt, prompt_notes, prompt_label = choose_prompt(
-        tokenizer, upload, bundled, prompt_seconds or None, continue_last, last_ids
+        tokenizer, upload, bundled, prompt_seconds, continue_last, last_ids
     )
     seed = random.randrange(2**31) if random_seed or seed is None else int(seed)
     seconds = float(min(max(seconds or 1, 1), MAX_SECONDS))
     prompt_end = float(prompt_notes.offset.max(initial=0)) if prompt_notes is not None else 0.0
     continuing = f"continuing {prompt_label} ({describe_notes(prompt_notes)})" if prompt else "from silence"
-    folder = Path(tempfile.mkdtemp(dir=OUTPUT_DIR))  # a folder per request
+    folder = request_folder()
     sampling = dict(temperature=float(temperature), top_k=int(top_k or 0) or None, top_p=float(top_p))
     try:
-        renderer, audio_note = PianoRenderer(SAMPLE_RATE, channels=2), ""
+        renderer, audio_note = PianoRenderer(SAMPLE_RATE, channels=CHANNELS), ""
     except AudioUnavailableError as error:
         renderer, audio_note = None, f" Audio unavailable: {error}."
     try:
         chunks = piece_chunks(model, tokenizer, prompt, seconds, seed, **sampling)
+        previous = []  # the last update's files
         for number, (ids, done) in enumerate(chunks):
             piece, notes, now = decoded(tokenizer, ids)  # once: audio, piano roll and MIDI use these
             audio = render_chunk(renderer, piece, now, done, folder / f"audio_{number}.wav")
@@ -221,10 +253,29 @@ def compose_stream(
                 f"{progress} {continuing}; {time.perf_counter() - started:.1f} s since the click "
                 f"(seed {seed}, temperature {float(temperature):g}).{audio_note}"
             )
+            # Gradio has copied the last update into its cache by now: only the latest stays here.
+            delete_files(previous)
+            previous = [midi_path.parent, *([Path(audio)] if audio else [])]
             yield audio, figure, str(midi_path), facts, ids, seed
     finally:
         if renderer is not None:
             renderer.close()
+
+
+def request_folder() -> Path:
+    """A new folder for a request's files in OUTPUT_DIR, whose older request folders beyond the
+    newest KEPT_REQUESTS are deleted."""
+    folders = sorted((f for f in OUTPUT_DIR.iterdir() if f.is_dir()), key=lambda f: f.stat().st_mtime)
+    delete_files(folders[: max(0, len(folders) - KEPT_REQUESTS + 1)])
+    return Path(tempfile.mkdtemp(dir=OUTPUT_DIR))
+
+
+def delete_files(paths) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def decoded(tokenizer, ids):
@@ -284,20 +335,27 @@ def compose_example(bundled, temperature, seconds, seed):
     yield from compose_ui(temperature, 0, 1.0, seconds, seed, False, bundled, None, 10, False, None)
 
 
-def describe_upload(path: str | None) -> str:
-    """What an upload will be continued as, shown as soon as the file is dropped."""
+def describe_upload(path: str | None, prompt_seconds: float = 0) -> str:
+    """What part of an upload will be continued, shown when the file is dropped or the slider moves."""
     if not path:
         return ""
     _, tokenizer = model_and_tokenizer()
+    window, name, label = prompt_window(prompt_seconds), Path(path).name, f"your piece “{piece_title(path)}”"
     try:
-        notes = tokenizer.midi_to_notes(read_upload(path), name=Path(path).name)
+        data = read_upload(path)
+        whole = tokenizer.midi_to_notes(data, name=name)
+        kept = tokenizer.ids_to_notes(prompt_to_ids(data, tokenizer, window, name=name))
     except (ComposeError, ValueError) as error:
         return f"⚠️ {error}"
-    return f"Generate continues **your piece “{piece_title(path)}”** ({describe_notes(notes)})."
+    part = kept_part(label, whole, window)
+    rest = "" if part == label else f"; the file lasts {whole.offset.max():.1f} s"
+    return f"Generate continues **{part}** ({describe_notes(kept)}{rest})."
 
 
-def stopped_message() -> str:
-    return "Stopped: the piece so far stays playable, and the MIDI file holds it."
+def stopped(facts: str | None = None) -> tuple[str, str]:
+    """(message, facts) after Stop: the progress line says the piece stopped, not that it is being written."""
+    facts = re.sub(r"\*\*Writing: ([\d.]+) of ([\d.]+) s\*\*", r"**Stopped after \1 of \2 s**", facts or "")
+    return "Stopped: the piece so far stays playable, and the MIDI file holds it.", facts
 
 
 EXAMPLES = [  # bundled prompt, temperature, seconds, seed
@@ -311,7 +369,7 @@ CSS = """
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="Music Transformer (hf_music)") as demo:
+    with gr.Blocks(title="Music Transformer (hf_music)", delete_cache=GRADIO_CACHE_CLEANUP) as demo:
         gr.Markdown(
             "## Music Transformer\nSolo piano from a small GPT-2-style model trained on MAESTRO "
             "performances. You hear and see the piece while it is written."
@@ -341,8 +399,9 @@ def build_demo() -> gr.Blocks:
                     )  # fmt: skip
                     upload_info = gr.Markdown(elem_id="upload-info")
                     prompt_seconds = gr.Slider(
-                        0, 60, value=10, step=1, label="Seconds of the start piece to keep (0 = all)"
-                    )
+                        0, MAX_PROMPT_SECONDS, value=10, step=1,
+                        label=f"Seconds of the start piece to continue, from its beginning (0 = all, up to {MAX_PROMPT_SECONDS} s)",
+                    )  # fmt: skip
                 with gr.Accordion("Sampling", open=False):
                     # Truncation made this model repeat itself (README: top-p 0.95 3/12, min-p 0.05
                     # 7/12 samples out of range, against 1/12 without): off by default.
@@ -362,8 +421,9 @@ def build_demo() -> gr.Blocks:
         ui_outputs = [audio, roll, midi, facts, message, last_ids, seed]
         shared = dict(concurrency_id="compose", concurrency_limit=1, show_progress="minimal")
         writing = generate.click(compose_ui, inputs, ui_outputs, api_visibility="private", **shared)
-        stop.click(stopped_message, None, message, cancels=[writing], queue=False)
-        upload.change(describe_upload, upload, upload_info, queue=False)
+        stop.click(stopped, facts, [message, facts], cancels=[writing], queue=False)
+        for changed in (upload.change, prompt_seconds.release):
+            changed(describe_upload, [upload, prompt_seconds], upload_info, queue=False)
         # Scripted users: /compose with the parameter names above, streaming too; errors raise.
         gr.Button(visible=False).click(
             compose, inputs, [audio, roll, midi, facts, last_ids, seed], api_name="compose", **shared
@@ -384,5 +444,11 @@ def launch(**kwargs):
     return demo.launch(max_file_size=MAX_UPLOAD_BYTES, allowed_paths=[str(OUTPUT_DIR)], css=CSS, **kwargs)
 
 
+def server_name() -> str:
+    """Where the app listens: $GRADIO_SERVER_NAME when set, all interfaces on a Hugging Face Space
+    (which sets $SPACE_ID), else this machine only."""
+    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1")
+
+
 if __name__ == "__main__":
-    launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))
+    launch(server_name=server_name())

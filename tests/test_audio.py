@@ -36,7 +36,7 @@ def test_soundfont_is_installed_where_the_suite_runs():
 
 
 def test_render_audio_sounds_where_the_note_is():
-    samples = render_audio(one_note_score(), SR)
+    samples = render_audio(one_note_score(), SR, channels=1)
     assert samples.dtype == np.int16
     assert abs(len(samples) - int(2.5 * SR)) <= 1  # until the last release, plus one second of ring-out
     rms = lambda a, b: np.sqrt(np.mean(samples[int(a * SR) : int(b * SR)].astype(float) ** 2))  # noqa: E731
@@ -49,7 +49,7 @@ def test_render_audio_sounds_where_the_note_is():
 
 def test_render_a_real_performance_and_write_wav(tmp_path):
     score = symusic.Score(str(bundled_prompts()["scarlatti_sonata_k525"]))
-    samples = render_audio(score, SR)
+    samples = render_audio(score, SR, channels=1)
     last_release = max(
         float((n["time"] + n["duration"]).max()) for n in (t.notes.numpy() for t in score.to("second").tracks)
     )
@@ -127,12 +127,61 @@ def test_each_track_plays_its_own_general_midi_program():
         part = samples[int(a * SR) : int(b * SR)].astype(float)
         return part / np.linalg.norm(part)
 
-    both = render_audio(two_track_score((0, 73)), SR)  # piano, then flute
-    piano_only = render_audio(two_track_score((0, 0)), SR)
-    flute_only = render_audio(two_track_score((73, 73)), SR)
+    both = render_audio(two_track_score((0, 73)), SR, channels=1)  # piano, then flute
+    piano_only = render_audio(two_track_score((0, 0)), SR, channels=1)
+    flute_only = render_audio(two_track_score((73, 73)), SR, channels=1)
     # The second track's passage (2.1-3.4 s) sounds like the flute rendering, not the piano one;
     # the first track's (0.1-1.4 s) like the piano.
     like = lambda x, y: float(np.dot(segment(x, 2.1, 3.4), segment(y, 2.1, 3.4)))  # noqa: E731
     assert like(both, flute_only) > 0.99 and like(both, piano_only) < 0.5
     first = float(np.dot(segment(both, 0.1, 1.4), segment(piano_only, 0.1, 1.4)))
     assert first > 0.99
+
+
+def long_note_midi(tmp_path, seconds: float, then: float | None = None) -> bytes:
+    """A tiny MIDI file: middle C held `seconds` (and, if given, one short note at `then` s)."""
+    score = symusic.Score(1000, ttype="second")
+    track = symusic.Track(program=0, ttype="second")
+    track.notes.append(symusic.Note(0.0, seconds, 60, 100, ttype="second"))
+    if then is not None:
+        track.notes.append(symusic.Note(then, 0.5, 64, 100, ttype="second"))
+    score.tracks.append(track)
+    path = tmp_path / "long.mid"
+    score.dump_midi(str(path))
+    return path.read_bytes()
+
+
+def test_a_held_note_of_minutes_or_hours_renders_a_bounded_length(tmp_path):
+    from hf_music.audio import MAX_NOTE_SECONDS
+
+    for hours in (0.5, 10):  # 30 minutes, then 10 hours (12 GiB of float audio before the cut)
+        data = long_note_midi(tmp_path, hours * 3600)
+        assert len(data) < 50
+        samples = render_audio(symusic.Score.from_midi(data), SR, channels=1)
+        # The note is cut MAX_NOTE_SECONDS after its onset; then one second of ring-out.
+        assert abs(len(samples) - (MAX_NOTE_SECONDS + 1) * SR) <= 1
+        assert np.abs(samples[-SR // 10 :]).max() < np.abs(samples).max() / 100  # died away
+
+
+def test_a_render_stops_at_max_seconds(tmp_path):
+    from hf_music.audio import PianoRenderer
+
+    score = symusic.Score.from_midi(long_note_midi(tmp_path, 1.0, then=10 * 3600))  # ten hours of silence
+    with PianoRenderer(SR, channels=1, max_seconds=5) as renderer:
+        renderer.finish(score)
+        assert renderer.truncated and abs(len(renderer.samples()) - 6 * SR) <= 1  # 5 s and the ring-out
+
+
+def test_silence_before_a_late_first_note_stays_silent():
+    from hf_music.audio import PerformanceNotes, PianoRenderer
+
+    # The Space's first streamed chunk of a piece whose first note comes at 3 s: FluidSynth's
+    # ~1e-8 floor was scaled to -1 dBFS, a loud pop.
+    notes = PerformanceNotes(np.array([3.0]), np.array([4.0]), np.array([60]), np.array([100]))
+    with PianoRenderer(44100, channels=2) as renderer:
+        renderer.render(notes, 1.0)
+        assert not renderer.samples().any()
+        renderer.finish(notes)
+        whole = renderer.samples()
+    assert not whole[: 3 * 44100].any()
+    assert abs(20 * np.log10(np.abs(whole.astype(float)).max() / 32767) + 1.0) < 0.01  # the note: -1 dBFS

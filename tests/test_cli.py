@@ -72,3 +72,46 @@ def test_generate_with_a_time_bomb_prompt_prints_one_line(tmp_path):
     assert errors == [
         f"python -m hf_music: error: {bomb}: lasts 1,250,999.8 h, over the limit of 6 h per piece"
     ]
+
+
+def test_what_the_commands_write_by_default_is_git_ignored():
+    written = ["piece.mid", "piece.wav", "piece_2.mid", "piece_2.wav", "runs/music_transformer/best/config.json",
+               "data/maestro-v3.0.0.tokens.npz", "test-artifacts/space_1280x800.png"]  # fmt: skip
+    result = subprocess.run(["git", "check-ignore", *written], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.stdout.split() == written
+
+
+def held_note_midi(path, seconds: float):
+    """A MIDI file of a few dozen bytes: middle C held for `seconds`."""
+    import symusic
+
+    score = symusic.Score(1000, ttype="second")
+    track = symusic.Track(program=0, ttype="second")
+    track.notes.append(symusic.Note(0.0, seconds, 60, 90, ttype="second"))
+    score.tracks.append(track)
+    score.dump_midi(str(path))
+    return path
+
+
+def test_generate_continues_a_ten_hour_note_quietly_marked_and_bounded(tmp_path):
+    import wave
+
+    import symusic
+
+    prompt = held_note_midi(tmp_path / "held.mid", 10 * 3600)
+    assert prompt.stat().st_size < 50
+    result = hf_music_cli(
+        "generate", "--prompt", prompt, "--seconds", 3, "--seed", 0, "--out", tmp_path / "piece.mid"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Quiet: no weight-loading bar nor transformers warnings, only the piece's own progress bar.
+    assert "Loading weights" not in result.stderr and "attention_mask" not in result.stderr
+    assert "prompt: the first 300 s of held.mid, which lasts 36000 s (--prompt_seconds)" in result.stdout
+    score = symusic.Score(str(tmp_path / "piece.mid")).to("second")
+    # The prompt's first 300 s, a marker, then the new music (before: all ten hours, and no marker).
+    assert [(m.time, m.text) for m in score.markers] == [(300.0, "hf_music: new music starts here")]
+    onsets = score.tracks[0].notes.numpy()["time"]
+    assert onsets.min() == 0 and 300 <= onsets.max() < 304 and score.end() < 304
+    with wave.open(str(tmp_path / "piece.wav")) as wav:  # as the Space's: 44.1 kHz stereo (was 22 kHz mono)
+        assert (wav.getframerate(), wav.getnchannels()) == (44100, 2)
+        assert wav.getnframes() / 44100 < 305

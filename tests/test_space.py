@@ -147,7 +147,7 @@ def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     expect(page.locator("#message")).to_contain_text("Stopped", timeout=10_000)
     page.wait_for_timeout(1000)
     facts = page.locator("#facts").inner_text()
-    assert "Writing" in facts  # stopped before the piece was done
+    assert "Stopped after" in facts and "Writing" not in facts  # stopped before the piece was done
     href = page.locator("#midi a[href$='.mid']").first.get_attribute("href")
     midi = page.request.get(href if href.startswith("http") else url.rstrip("/") + href)
     notes = app.model_and_tokenizer()[1].midi_to_notes(midi.body())
@@ -173,7 +173,9 @@ def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     expect(page.locator("#temperature input[type=number]")).to_have_value("1.1")
     expect(page.locator("#seconds input[type=number]")).to_have_value("20")
     expect(page.locator("#facts")).to_contain_text("new tokens", timeout=120_000)
-    expect(page.locator("#facts")).to_contain_text("continuing Frédéric Chopin, Etude Op. 10 No. 9")
+    expect(page.locator("#facts")).to_contain_text(
+        "continuing the first 10 s of Frédéric Chopin, Etude Op. 10 No. 9"
+    )
     expect(page.locator("#facts")).to_contain_text("seed 3, temperature 1.1")
     expect(page.locator("#message")).to_have_text("")
     page.close()
@@ -238,9 +240,7 @@ def test_audio_is_44k_stereo_at_minus_1_dbfs(space):
         samples = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(float)
     assert abs(20 * np.log10(np.abs(samples).max() / 32767) + 1) < 0.05
     # Musicians' words: the prompt by title, in seconds and note names.
-    summary = (
-        r"continuing Domenico Scarlatti, Sonata K\. 525 \(\d\.\d s, \d+ notes from [A-G]#?\d to [A-G]#?\d\)"
-    )
+    summary = r"continuing the first 4 s of Domenico Scarlatti, Sonata K\. 525 \(\d\.\d s, \d+ notes from [A-G]#?\d to [A-G]#?\d\)"
     assert re.search(summary, facts), facts
 
 
@@ -288,3 +288,90 @@ def test_without_a_soundfont_the_app_still_returns_midi_and_piano_roll(space, mo
     assert audio is None and "Audio unavailable" in facts and "no_such.sf2 does not exist" in facts
     notes = app.model_and_tokenizer()[1].midi_to_notes(midi_path)
     assert figure is not None and len(notes) > 0 and len(ids) > 1
+
+
+def held_note_midi(tmp_path, seconds: float) -> Path:
+    """A MIDI file of a few dozen bytes: middle C held for `seconds`."""
+    import symusic
+
+    score = symusic.Score(1000, ttype="second")
+    track = symusic.Track(program=0, ttype="second")
+    track.notes.append(symusic.Note(0.0, seconds, 60, 90, ttype="second"))
+    score.tracks.append(track)
+    path = tmp_path / f"held_{seconds:g}s.mid"
+    score.dump_midi(str(path))
+    return path
+
+
+def test_an_upload_of_hours_is_cut_to_the_prompt_window_and_old_files_go(space, tmp_path):
+    import wave
+
+    app, _ = space
+    for hours, prompt_seconds, kept in ((0.5, 0, 60), (10, 10, 10)):  # 0 = all, up to 60 s
+        upload = held_note_midi(tmp_path, hours * 3600)
+        assert upload.stat().st_size < 50
+        # Before: the whole 30 minutes were continued and rendered (52 s, 5.8 GB, 0.9 GB of WAVs kept).
+        updates = list(
+            app.compose(1.0, 0, 1.0, 5, 0, False, app.NO_PROMPT, str(upload), prompt_seconds, False)
+        )
+        audio, _, midi_path, facts, _, _ = updates[-1]
+        assert (
+            f"continuing the first {kept} s of your piece “held {hours * 3600:g}s” ({kept}.0 s, 1 notes"
+            in facts
+        )
+        with wave.open(audio) as wav:
+            assert wav.getnframes() / wav.getframerate() < kept + 5 + 2  # prompt, new music, ring-out
+        info = app.describe_upload(str(upload), prompt_seconds)
+        assert f"**the first {kept} s of your piece “held {hours * 3600:g}s”**" in info
+        assert f"the file lasts {hours * 3600:.1f} s" in info
+        # Only the last update's WAV and MIDI stay in the request's folder (Gradio has its own copies).
+        assert sorted(p.suffix for p in Path(audio).parent.rglob("*") if p.is_file()) == [".mid", ".wav"]
+        assert Path(midi_path).is_file() and len(updates) >= 2
+    requests = [folder for folder in app.OUTPUT_DIR.iterdir() if folder.is_dir()]
+    assert len(requests) <= app.KEPT_REQUESTS
+    assert app.demo.delete_cache == app.GRADIO_CACHE_CLEANUP
+
+
+def test_a_short_upload_is_described_whole(space, tmp_path):
+    app, _ = space
+    path = held_note_midi(tmp_path, 2)  # 2 s: all of it is continued
+    assert app.describe_upload(str(path), 10) == (
+        "Generate continues **your piece “held 2s”** (2.0 s, 1 notes from C4 to C4)."
+    )
+
+
+def test_stop_says_the_piece_stopped(space):
+    app, _ = space
+    first = next(app.compose(1.0, 0, 1.0, 20, 0, False, app.NO_PROMPT, None, 0, False, None))
+    facts = first[3]
+    assert "**Writing: " in facts
+    message, after = app.stopped(facts)
+    assert "Stopped" in message and "Writing" not in after
+    assert re.match(r"\*\*Stopped after [\d.]+ of 20 s\*\*", after), after
+
+
+def test_listens_on_this_machine_unless_on_a_space_or_told(space, monkeypatch):
+    app, _ = space
+    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert app.server_name() == "127.0.0.1"
+    monkeypatch.setenv("SPACE_ID", "user/music")
+    assert app.server_name() == "0.0.0.0"
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "192.168.1.5")
+    assert app.server_name() == "192.168.1.5"
+
+
+def test_the_output_folder_is_removed_at_exit():
+    import subprocess
+    import sys
+
+    load = (
+        "import importlib.util; spec = importlib.util.spec_from_file_location('app', 'space/app.py'); "
+        "app = importlib.util.module_from_spec(spec); spec.loader.exec_module(app); print(app.OUTPUT_DIR)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", load], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    assert folder.name.startswith("hf_music_space_") and not folder.exists()
