@@ -25,7 +25,7 @@ def load_default_model(device=None):
         raise FileNotFoundError(
             f"no embedded default model at {DEFAULT_MODEL_DIR}; pass a model folder or Hub id instead"
         )
-    model = MusicTransformerForCausalLM.from_pretrained(DEFAULT_MODEL_DIR, use_safetensors=True)
+    model = load_weights(MusicTransformerForCausalLM, DEFAULT_MODEL_DIR)
     tokenizer = MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR)
     return (model.to(device) if device else model).eval(), tokenizer
 
@@ -49,12 +49,10 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
     config_file = cached_file(name_or_path, "config.json")
     model_type = json.loads(Path(config_file).read_text(encoding="utf-8")).get("model_type")
     if model_type == MusicTransformerForCausalLM.config_class.model_type:
-        model = MusicTransformerForCausalLM.from_pretrained(name_or_path, use_safetensors=True)
+        model = load_weights(MusicTransformerForCausalLM, name_or_path)
         tokenizer = saved_tokenizer(name_or_path)
     elif trust_remote_code:
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, trust_remote_code=True, use_safetensors=True
-        )
+        model = load_weights(AutoModelForCausalLM, name_or_path, trust_remote_code=True)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
     else:
         raise ValueError(
@@ -62,6 +60,53 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
             "code from the checkpoint; pass trust_remote_code=True (--trust_remote_code) if you trust it"
         )
     return (model.to(device) if device else model).eval(), tokenizer
+
+
+class CheckpointError(ValueError):
+    """A checkpoint whose weights are unreadable or do not fill the model its config.json describes."""
+
+
+def load_weights(model_class, name_or_path, **kwargs):
+    """``model_class.from_pretrained`` from safetensors, refusing what transformers lets through
+    with a warning: tensors the config's model needs but the file lacks (they would be random:
+    a config with n_layer 2000 over 4 saved layers), tensors it has no place for, wrong shapes;
+    and a truncated or corrupt weights file, in one line naming it."""
+    from safetensors import SafetensorError
+    from transformers.utils import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # transformers' load report is a table; the error below says it
+    try:
+        model, info = model_class.from_pretrained(
+            name_or_path, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True,
+            **kwargs,
+        )  # fmt: skip
+    except SafetensorError as error:
+        raise CheckpointError(
+            f"{weights_file(name_or_path)} is not a readable safetensors file: {error}"
+        ) from error
+    finally:
+        logging.set_verbosity(verbosity)
+    problems = {
+        "missing_keys": "lacks {n} tensor(s) its config.json needs",
+        "unexpected_keys": "holds {n} tensor(s) its config.json has no place for",
+        "mismatched_keys": "holds {n} tensor(s) of another shape than its config.json gives",
+    }
+    for key, problem in problems.items():
+        names = sorted(str(name[0] if isinstance(name, tuple) else name) for name in info.get(key) or ())
+        if names:
+            raise CheckpointError(
+                f"{weights_file(name_or_path)} {problem.format(n=len(names))} (e.g. {names[0]}): "
+                "a truncated or mismatched checkpoint"
+            )
+    return model
+
+
+def weights_file(name_or_path) -> str:
+    """The weights a checkpoint folder or Hub id holds, for an error message."""
+    folder = Path(name_or_path)
+    sharded = folder / "model.safetensors.index.json"
+    return str(sharded if sharded.is_file() else folder / "model.safetensors")
 
 
 def saved_tokenizer(name_or_path: str):
