@@ -46,20 +46,50 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
 
     from .modeling_music_transformer import MusicTransformerForCausalLM
 
-    config_file = cached_file(name_or_path, "config.json")
+    # An unreachable Hub would be retried for 30 s, a warning a retry; the cache serves when it can.
+    offline = not Path(name_or_path).is_dir() and not hub_reachable(str(name_or_path))
+    config_file = cached_file(name_or_path, "config.json", local_files_only=offline)
     model_type = json.loads(Path(config_file).read_text(encoding="utf-8")).get("model_type")
     if model_type == MusicTransformerForCausalLM.config_class.model_type:
-        model = load_weights(MusicTransformerForCausalLM, name_or_path)
-        tokenizer = saved_tokenizer(name_or_path)
+        model = load_weights(MusicTransformerForCausalLM, name_or_path, local_files_only=offline)
+        tokenizer = saved_tokenizer(name_or_path, local_files_only=offline)
     elif trust_remote_code:
-        model = load_weights(AutoModelForCausalLM, name_or_path, trust_remote_code=True)
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+        model = load_weights(
+            AutoModelForCausalLM, name_or_path, trust_remote_code=True, local_files_only=offline
+        )
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, trust_remote_code=True, local_files_only=offline
+        )
     else:
         raise ValueError(
             f"{name_or_path} holds a {model_type!r} model, not a music_transformer: loading it would run "
             "code from the checkpoint; pass trust_remote_code=True (--trust_remote_code) if you trust it"
         )
     return (model.to(device) if device else model).eval(), tokenizer
+
+
+def hub_reachable(repo_id: str) -> bool:
+    """True when the Hub answers; False when it does not (or HF_HUB_OFFLINE is set) but the cache
+    holds `repo_id`; else an OSError of one line naming the endpoint."""
+    from huggingface_hub import constants, get_session, try_to_load_from_cache
+
+    from .hub import PUBLISH_ERRORS
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return False
+        raise OSError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    try:
+        get_session().head(constants.ENDPOINT, timeout=10)  # any answer will do: the Hub is there
+        return True
+    except PUBLISH_ERRORS as error:
+        if cached:
+            return False
+        raise OSError(
+            f"{repo_id}: {constants.ENDPOINT} cannot be reached ({type(error).__name__}) and the local "
+            "cache does not hold it"
+        ) from None
 
 
 class CheckpointError(ValueError):
@@ -109,7 +139,7 @@ def weights_file(name_or_path) -> str:
     return str(sharded if sharded.is_file() else folder / "model.safetensors")
 
 
-def saved_tokenizer(name_or_path: str):
+def saved_tokenizer(name_or_path: str, local_files_only: bool = False):
     """The tokenizer saved in a folder or Hub repo, with this package's class named by its
     tokenizer_config.json (MidiTokenizer or MiditokTokenizer): no code from the folder runs."""
     import json
@@ -119,7 +149,10 @@ def saved_tokenizer(name_or_path: str):
     from .tokenization_miditok import MiditokTokenizer
     from .tokenization_music_transformer import FAST_TOKENIZER_CLASS, MidiTokenizer
 
-    found = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False)
+    found = cached_file(
+        name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False,
+        local_files_only=local_files_only,
+    )  # fmt: skip
     config = json.loads(Path(found).read_text(encoding="utf-8")) if found else {}
     name = config.get("tokenizer_class")
     if name == FAST_TOKENIZER_CLASS:  # the fast text tokenizer for plain transformers: auto_map names ours
@@ -130,7 +163,7 @@ def saved_tokenizer(name_or_path: str):
         raise ValueError(
             f"{name_or_path}: tokenizer class {name!r} is not one of hf_music's ({', '.join(classes)})"
         )
-    return classes.get(name, MidiTokenizer).from_pretrained(name_or_path)
+    return classes.get(name, MidiTokenizer).from_pretrained(name_or_path, local_files_only=local_files_only)
 
 
 PERFORMANCE = "performance"  # --tokenizer's default: the Music Transformer's performance events

@@ -198,3 +198,26 @@ def test_weights_that_do_not_fill_the_config_are_refused_in_one_line(tmp_path):
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         (line,) = [line for line in result.stderr.splitlines() if "error" in line]
         assert line.startswith("python -m hf_music: error:") and f"{folder.name}/model.safetensors" in line
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
+        (
+            {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"},
+            "http://127.0.0.1:9 cannot be reached",
+        ),
+    ],
+    ids=["offline", "unreachable_endpoint"],
+)
+def test_a_hub_id_out_of_reach_is_one_line_without_retries(tmp_path, env, message):
+    # huggingface_hub retried an unreachable endpoint 5 times (30 s), printing a warning a retry.
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_music", "--model", "someone/music-transformer", "--out", tmp_path / "x.mid"],
+        capture_output=True, text=True, env={**os.environ, "HF_HOME": str(tmp_path / "home"), **env},
+        cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("python -m hf_music: error: someone/music-transformer") and message in line
