@@ -104,8 +104,9 @@ def load_weights(model_class, name_or_path, **kwargs):
     from safetensors import SafetensorError
     from transformers.utils import logging
 
-    verbosity = logging.get_verbosity()
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()  # transformers' load report is a table; the error below says it
+    logging.disable_progress_bar()  # a bar over a few tensors loaded in milliseconds
     try:
         model, info = model_class.from_pretrained(
             name_or_path, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True,
@@ -117,6 +118,8 @@ def load_weights(model_class, name_or_path, **kwargs):
         ) from error
     finally:
         logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
     problems = {
         "missing_keys": "lacks {n} tensor(s) its config.json needs",
         "unexpected_keys": "holds {n} tensor(s) its config.json has no place for",
