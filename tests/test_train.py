@@ -92,6 +92,26 @@ def test_resume_gives_the_same_weights_and_loss(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     assert resumed.training.history[-1] == straight.training.history[-1]
     assert resumed.training.history == straight.training.history  # the curve carries over the restart
+    # No pickle in a checkpoint: RNG states are safetensors with a sha256, the scheduler JSON.
+    step_4 = tmp_path / "straight" / "checkpoints" / "step_4"
+    assert {"rng_state_0.safetensors", "scheduler.json"} <= {p.name for p in step_4.iterdir()}
+    assert not list(step_4.glob("*.pkl"))
+    # A damaged RNG state (one flipped byte) stops the resume in one line instead of being skipped.
+    damaged_dir = tmp_path / "damaged"
+    damaged = shutil.copytree(step_4, damaged_dir / "checkpoints" / "step_4")
+    rng = bytearray((damaged / "rng_state_0.safetensors").read_bytes())
+    rng[-1] ^= 1
+    (damaged / "rng_state_0.safetensors").write_bytes(bytes(rng))
+    result = subprocess.run(
+        [sys.executable, str(TRAIN), "--output_dir", str(damaged_dir), *COMMON, *map(str, args),
+         "--resume_from_checkpoint", "latest"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"{damaged / 'rng_state_0.safetensors'}: checksum mismatch: the RNG state is damaged; "
+        "resume another checkpoint"
+    )
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
