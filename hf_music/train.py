@@ -179,6 +179,8 @@ def parse_args(argv=None):
         if not args.hub_model_id:
             parser.error("--push_to_hub needs --hub_model_id namespace/name")
         check_repo_id(args.hub_model_id)  # fail now, not after hours of training
+    if args.max_minutes and args.num_evaluations is None:
+        args.num_evaluations = 10  # a count known before the run's length is: the budget holds them
     if args.max_minutes and args.warmup_steps < CALIBRATION_STEPS[1]:
         parser.error(
             f"--max_minutes needs --warmup_steps >= {CALIBRATION_STEPS[1]} (steps are timed in the warm-up)"
@@ -244,9 +246,12 @@ def evaluate(model, loader, accelerator, max_batches=None):
     model.eval()
     total_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     total_tokens = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    batches = min(len(loader), max_batches if max_batches is not None else len(loader))
+    bar = tqdm(total=batches, desc="evaluating", leave=False, disable=not accelerator.is_local_main_process)
     for step, (input_ids,) in enumerate(loader):
-        if max_batches is not None and step >= max_batches:
+        if step >= batches:
             break
+        bar.update(1)
         # Whole blocks of real tokens: no attention mask, so SDPA runs its causal (flash) kernel.
         logits = model(input_ids=input_ids, use_cache=False).logits
         labels = input_ids[:, 1:]
@@ -259,6 +264,7 @@ def evaluate(model, loader, accelerator, max_batches=None):
         sums = accelerator.gather_for_metrics(per_sample)
         total_loss += sums[:, 0].sum()
         total_tokens += sums[:, 1].sum()
+    bar.close()
     model.train()
     loss = (total_loss / total_tokens.clamp(min=1)).item()
     return {
@@ -330,10 +336,35 @@ def time_evaluation(model, loader, accelerator, max_batches=None) -> float:
     return (time.perf_counter() - started) / min(2, batches) * batches
 
 
+# --max_minutes: the share of the budget all evaluations together may take (step 0's included).
+EVALUATION_SHARE = 0.1
+
+
+def fit_evaluations(run: TrainingRun) -> None:
+    """--max_minutes: cap the validation batches an evaluation scores (--max_eval_batches, kept in the
+    run record and the checkpoint) so that the run's evaluations fit EVALUATION_SHARE of the budget.
+
+    Timed on two batches after a warm-up one, before step 0's evaluation: unbounded, that one alone
+    scored all 5,063 MAESTRO validation blocks in 6.5 min of a 3-minute run.
+    """
+    args, loader, accelerator = run.args, run.val_loader, run.accelerator
+    evaluate(run.model, loader, accelerator, max_batches=1)  # warm-up (compilation, allocations)
+    seconds_per_batch = time_evaluation(run.model, loader, accelerator, max_batches=2) / min(2, len(loader))
+    evaluations = args.num_evaluations + 2  # step 0, the spread ones, and the end
+    fitting = int(EVALUATION_SHARE * args.max_minutes * 60 / evaluations / max(seconds_per_batch, 1e-9))
+    cap = max(1, min(fitting, args.max_eval_batches or len(loader), len(loader)))
+    # Every process must score the same number of batches (gather_for_metrics waits for all).
+    cap = int(accelerator.gather(torch.tensor([cap], device=accelerator.device)).min().item())
+    args.max_eval_batches = run.state["max_eval_batches"] = cap
+    accelerator.print(
+        f"evaluations: {cap} of {len(loader)} validation batches each ({seconds_per_batch * cap:.1f} s), "
+        f"{evaluations} of them within {EVALUATION_SHARE:.0%} of --max_minutes {args.max_minutes}"
+    )
+
+
 def steps_for_budget(args, seconds_per_step: float, elapsed: float, seconds_per_evaluation: float) -> int:
     """Optimizer steps that fit in what is left of --max_minutes, evaluations and saves included."""
-    evaluations = args.num_evaluations or 10
-    left = args.max_minutes * 60 - elapsed - (evaluations + 1) * seconds_per_evaluation
+    left = args.max_minutes * 60 - elapsed - (args.num_evaluations + 1) * seconds_per_evaluation
     return CALIBRATION_STEPS[1] + max(int(0.97 * left / seconds_per_step), 0)
 
 
@@ -754,6 +785,8 @@ def train_loop(run: TrainingRun) -> Meter:
     progress = tqdm(total=run.max_steps, initial=state["completed_steps"], desc="training",
                     disable=not accelerator.is_local_main_process)  # fmt: skip
     if state["completed_steps"] == 0:
+        if args.max_minutes:
+            fit_evaluations(run)
         run_evaluation(run)  # the starting point of the curve
     while state["completed_steps"] < run.max_steps:
         loader = accelerator.prepare(train_loader(run.sampler, args, state["epoch"]))
@@ -826,6 +859,7 @@ def main(argv=None):
     if state.get("max_steps"):  # a resumed run whose length --max_minutes fixed
         max_steps, eval_steps = state["max_steps"], state["eval_steps"]
         stretch_schedule(scheduler, optimizer, args, max_steps)
+    args.max_eval_batches = state.get("max_eval_batches", args.max_eval_batches)
     run = TrainingRun(
         args, accelerator, model, tokenizer, optimizer, scheduler, sampler, val_loader,
         training_data=training_data(args, corpus),

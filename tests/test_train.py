@@ -179,10 +179,17 @@ def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
     out = tmp_path / "budget"
     train(
         out, "--tokens_file", pack, "--max_minutes", 0.6, "--warmup_steps", 40, "--num_evaluations", 2,
-        "--batch_size", 4, "--max_eval_batches", 2, "--augment",
+        "--batch_size", 4, "--augment",
     )  # fmt: skip
     record = RunRecord.load(out)
     steps = record.training.max_steps
+    # The evaluations are in the budget: each scores the batches that fit 10% of it (at least one),
+    # a count fixed before step 0 and kept in the record (step 0 once scored every block: 6.5 min).
+    cap = record.training.args["max_eval_batches"]
+    validation_batches = record.validation.tokens // 256 // 4  # an upper bound on the blocks' batches
+    assert isinstance(cap, int) and 1 <= cap <= validation_batches
+    (scored,) = {point.tokens for point in record.training.history}  # the same blocks every time
+    assert (cap - 1) * 4 * 255 < scored <= cap * 4 * 255
     # The step count was fitted to the budget after the timed steps 10-40, then kept in the record.
     assert steps > 40 and record.training.completed_steps == steps
     # --num_evaluations 2: every half of the fitted run, and at its end. The interval is known only
