@@ -6,8 +6,8 @@
     hf-music push --checkpoint runs/x/best --repo_id USER/NAME
     hf-music prepare --maestro_zip maestro-v3.0.0-midi.zip --out data/maestro-v3.0.0.tokens.npz
 
-`hf-music COMMAND --help` lists every option of a command. train, evaluate, push and prepare
-need the `train` extra (pip install "hf_music[train]").
+`hf-music COMMAND --help` lists every option of a command. train and prepare (and evaluate of MIDI
+files) need the `train` extra (pip install -e '.[train]'); without it they say so in one line.
 """
 
 from __future__ import annotations
@@ -22,6 +22,34 @@ COMMANDS = {
     "push": ("hf_music.push", "publish a checkpoint with its model card to the Hugging Face Hub"),
     "prepare": ("hf_music.prepare", "tokenize a corpus once into a token pack"),
 }
+
+
+# The modules of the `train` extra (pyproject.toml): a command missing one says which extra to install.
+TRAIN_EXTRA_MODULES = {"accelerate", "datasets", "tensorboard", "miditok"}
+
+
+def run(command: str, argv=None) -> int:
+    """Run COMMAND's main(argv); a damaged checkpoint or token pack, or a module of the train extra
+    that is not installed (the README's first install has only the audio extra), is one line and
+    status 1, not a traceback."""
+    from .resources import CheckpointError
+    from .token_pack import TokenPackError
+
+    try:
+        result = importlib.import_module(COMMANDS[command][0]).main(argv)
+    except (CheckpointError, TokenPackError) as error:  # a damaged checkpoint or token pack, named
+        print(f"hf-music {command}: error: {error}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        print(
+            f"hf-music {command}: needs the train extra ({error.name} is not installed): "
+            "pip install -e '.[train]' (from a checkout) or pip install 'hf_music[train]'",
+            file=sys.stderr,
+        )
+        return 1
+    return result if isinstance(result, int) else 0
 
 
 def usage() -> str:
@@ -41,10 +69,8 @@ def main(argv=None) -> int:
     if argv[0] not in COMMANDS:
         print(f"hf-music: unknown command {argv[0]!r}\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
     sys.argv = [f"hf-music {argv[0]}", *argv[1:]]  # what argparse shows as the program's name
-    result = module.main(argv[1:])
-    return result if isinstance(result, int) else 0
+    return run(argv[0], argv[1:])
 
 
 if __name__ == "__main__":

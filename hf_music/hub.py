@@ -20,9 +20,9 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-from .modeling_music_transformer import CUSTOM_GENERATE_DIR, write_custom_generate
-from .resources import ASSETS, saved_tokenizer
-from .run_record import RECORD_FILE, Corpus, Evaluation, RunRecord, RunRecordError
+from .modeling_music_transformer import MusicTransformerForCausalLM, write_custom_generate
+from .resources import ASSETS, CheckpointError, load_weights, saved_tokenizer
+from .run_record import RECORD_FILE, Corpus, Evaluation, ModelShape, RunRecord, RunRecordError
 from .tokenization_miditok import MIDITOK_PARAMS_FILE
 
 MODEL_CARD_TEMPLATE = ASSETS / "model_card.md"
@@ -34,7 +34,8 @@ CHECKPOINT_FILES = (
     "generation_config.json",
     "model.safetensors",
 )
-# The model's own code, copied from the package when a checkpoint folder lacks it (trust_remote_code).
+# The model's code for trust_remote_code, always this package's own: a checkpoint folder's copies
+# (perhaps edited) are never published.
 CODE_FILES = (
     "configuration_music_transformer.py",
     "modeling_music_transformer.py",
@@ -96,8 +97,9 @@ def require_token(token: str | None = None) -> str:
     return token
 
 
-def read_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, RunRecord]:
-    """(folder, run record) of a train.py checkpoint, checked for safetensors weights."""
+def read_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, RunRecord | None]:
+    """(folder, run record or None) of a checkpoint, its safetensors weights checked against its
+    config (`load_weights`); a folder saved with plain transformers has no run record."""
     folder = Path(checkpoint)
     if not (folder / "config.json").is_file():
         raise HubError(
@@ -105,8 +107,17 @@ def read_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, RunRecord]:
         )
     if not (folder / "model.safetensors").is_file():
         raise HubError(f"{folder} has no model.safetensors: only safetensors weights are published")
+    model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type != MusicTransformerForCausalLM.config_class.model_type:
+        raise HubError(
+            f"{folder} holds a {model_type!r} model; only music_transformer checkpoints are published"
+        )
+    try:
+        load_weights(MusicTransformerForCausalLM, folder)  # a truncated or mismatched file is refused here
+    except CheckpointError as error:
+        raise HubError(str(error)) from error
     if not (folder / RECORD_FILE).is_file():
-        raise HubError(f"{folder} has no {RECORD_FILE}: its card needs the run record train.py writes")
+        return folder, None
     try:
         return folder, RunRecord.load(folder)
     except RunRecordError as error:
@@ -134,12 +145,13 @@ def dataset_slug(corpus_name: str) -> str:
     return corpus_name.split()[0].lower() if corpus_name else "unknown"
 
 
-def eval_results(record: RunRecord) -> list[EvalResult] | None:
+def eval_results(record: RunRecord | None, evaluations: list[Evaluation] = ()) -> list[EvalResult] | None:
     """model-index entries for exactly what was measured: each evaluated split of the named corpus,
     or, without an evaluation, train.py's best validation loss on its (last) training corpus."""
     common = {"task_type": "text-generation", "task_name": "Symbolic music modelling (performance events)"}
-    measured = [(e.corpus, e.split, e.model.nats_per_token) for e in record.evaluations]
-    best = record.training.best_validation_nats_per_token
+    evaluations = record.evaluations if record else list(evaluations)
+    measured = [(e.corpus, e.split, e.model.nats_per_token) for e in evaluations]
+    best = record.training.best_validation_nats_per_token if record else None
     if not measured and best is not None:
         measured.append((record.training_data[-1].name, "validation", best))
     results = []
@@ -174,18 +186,19 @@ def render_model_card(
     `base_model` (a Hub id) defaults to the run's --init_from when that was a Hub id; `embedded`
     describes the checkpoint shipped inside hf_music (loaded with `load_default_model`).
     """
-    _, record = read_checkpoint(checkpoint)
-    record = record.with_evaluations(list(evaluations))
-    if base_model is None and record.base_model and not Path(record.base_model).exists():
+    folder, record = read_checkpoint(checkpoint)
+    record = record.with_evaluations(list(evaluations)) if record else None
+    if base_model is None and record and record.base_model and not Path(record.base_model).exists():
         base_model = record.base_model
+    shape = record.model if record else model_shape(folder)
     card_data = ModelCardData(
         model_name=repo_id.split("/")[-1],
-        license=card_license(record.training_data, license),
+        license=card_license(record.training_data, license) if record else license or "unknown",
         library_name="transformers",
         pipeline_tag="text-generation",
         tags=TAGS,
         base_model=base_model,
-        eval_results=eval_results(record),
+        eval_results=eval_results(record, evaluations),
     )
     return ModelCard.from_template(
         card_data,
@@ -194,10 +207,25 @@ def render_model_card(
         repo_id=repo_id,
         license=card_data.license,
         record=record,
-        uniform_nll=math.log(record.model.vocab_size),
+        model=shape,
+        evaluations=record.evaluations if record else list(evaluations),
+        uniform_nll=math.log(shape.vocab_size),
         base_model=base_model,
         embedded=embedded,
     )
+
+
+def model_shape(folder: Path) -> ModelShape:
+    """What a checkpoint without a run record says of itself: its config and parameter count."""
+    from safetensors import safe_open
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    with safe_open(folder / "model.safetensors", "pt") as weights:
+        parameters = sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118
+    return ModelShape(
+        parameters=parameters, n_layer=config["n_layer"], n_embd=config["n_embd"], n_head=config["n_head"],
+        context=config["n_positions"], vocab_size=config["vocab_size"],
+    )  # fmt: skip
 
 
 def assemble_repo(
@@ -237,17 +265,16 @@ def assemble_repo(
     write_tokenizer(folder, out)
     if not include_code:
         (out / CODE_FILES[2]).unlink(missing_ok=True)  # save_pretrained writes the tokenizer's code
-    if include_code:
+    if include_code:  # this package's code, never the folder's (which could have been edited)
         package = Path(__file__).resolve().parent
         for name in CODE_FILES:
-            shutil.copy2(folder / name if (folder / name).is_file() else package / name, out / name)
-        if (folder / CUSTOM_GENERATE_DIR / "generate.py").is_file():
-            shutil.copytree(folder / CUSTOM_GENERATE_DIR, out / CUSTOM_GENERATE_DIR)
-        elif not (folder / MIDITOK_PARAMS_FILE).is_file():  # the grammar is the performance vocabulary's
+            shutil.copy2(package / name, out / name)
+        if (folder / MIDITOK_PARAMS_FILE).is_file():  # a miditok vocabulary: its tokenizer's code
+            shutil.copy2(package / "tokenization_miditok.py", out / "tokenization_miditok.py")
+        else:  # the grammar (custom_generate/) is the performance vocabulary's
             write_custom_generate(out)
-        if (folder / "tokenization_miditok.py").is_file():  # a checkpoint with a miditok vocabulary
-            shutil.copy2(folder / "tokenization_miditok.py", out / "tokenization_miditok.py")
-    record.with_evaluations(list(evaluations)).save(out)
+    if record:
+        record.with_evaluations(list(evaluations)).save(out)
     if samples:
         (out / "samples").mkdir()
         for sample in samples:

@@ -25,7 +25,7 @@ def load_default_model(device=None):
         raise FileNotFoundError(
             f"no embedded default model at {DEFAULT_MODEL_DIR}; pass a model folder or Hub id instead"
         )
-    model = MusicTransformerForCausalLM.from_pretrained(DEFAULT_MODEL_DIR, use_safetensors=True)
+    model = load_weights(MusicTransformerForCausalLM, DEFAULT_MODEL_DIR)
     tokenizer = MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR)
     return (model.to(device) if device else model).eval(), tokenizer
 
@@ -46,16 +46,20 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
 
     from .modeling_music_transformer import MusicTransformerForCausalLM
 
-    config_file = cached_file(name_or_path, "config.json")
+    # An unreachable Hub would be retried for 30 s, a warning a retry; the cache serves when it can.
+    offline = not Path(name_or_path).is_dir() and not hub_reachable(str(name_or_path))
+    config_file = cached_file(name_or_path, "config.json", local_files_only=offline)
     model_type = json.loads(Path(config_file).read_text(encoding="utf-8")).get("model_type")
     if model_type == MusicTransformerForCausalLM.config_class.model_type:
-        model = MusicTransformerForCausalLM.from_pretrained(name_or_path, use_safetensors=True)
-        tokenizer = saved_tokenizer(name_or_path)
+        model = load_weights(MusicTransformerForCausalLM, name_or_path, local_files_only=offline)
+        tokenizer = saved_tokenizer(name_or_path, local_files_only=offline)
     elif trust_remote_code:
-        model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, trust_remote_code=True, use_safetensors=True
+        model = load_weights(
+            AutoModelForCausalLM, name_or_path, trust_remote_code=True, local_files_only=offline
         )
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+        tokenizer = AutoTokenizer.from_pretrained(
+            name_or_path, trust_remote_code=True, local_files_only=offline
+        )
     else:
         raise ValueError(
             f"{name_or_path} holds a {model_type!r} model, not a music_transformer: loading it would run "
@@ -64,7 +68,81 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
     return (model.to(device) if device else model).eval(), tokenizer
 
 
-def saved_tokenizer(name_or_path: str):
+def hub_reachable(repo_id: str) -> bool:
+    """True when the Hub answers; False when it does not (or HF_HUB_OFFLINE is set) but the cache
+    holds `repo_id`; else an OSError of one line naming the endpoint."""
+    from huggingface_hub import constants, get_session, try_to_load_from_cache
+
+    from .hub import PUBLISH_ERRORS
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    if constants.HF_HUB_OFFLINE:
+        if cached:
+            return False
+        raise OSError(f"{repo_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    try:
+        get_session().head(constants.ENDPOINT, timeout=10)  # any answer will do: the Hub is there
+        return True
+    except PUBLISH_ERRORS as error:
+        if cached:
+            return False
+        raise OSError(
+            f"{repo_id}: {constants.ENDPOINT} cannot be reached ({type(error).__name__}) and the local "
+            "cache does not hold it"
+        ) from None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint whose weights are unreadable or do not fill the model its config.json describes."""
+
+
+def load_weights(model_class, name_or_path, **kwargs):
+    """``model_class.from_pretrained`` from safetensors, refusing what transformers lets through
+    with a warning: tensors the config's model needs but the file lacks (they would be random:
+    a config with n_layer 2000 over 4 saved layers), tensors it has no place for, wrong shapes;
+    and a truncated or corrupt weights file, in one line naming it."""
+    from safetensors import SafetensorError
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()  # transformers' load report is a table; the error below says it
+    logging.disable_progress_bar()  # a bar over a few tensors loaded in milliseconds
+    try:
+        model, info = model_class.from_pretrained(
+            name_or_path, use_safetensors=True, output_loading_info=True, ignore_mismatched_sizes=True,
+            **kwargs,
+        )  # fmt: skip
+    except SafetensorError as error:
+        raise CheckpointError(
+            f"{weights_file(name_or_path)} is not a readable safetensors file: {error}"
+        ) from error
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+    problems = {
+        "missing_keys": "lacks {n} tensor(s) its config.json needs",
+        "unexpected_keys": "holds {n} tensor(s) its config.json has no place for",
+        "mismatched_keys": "holds {n} tensor(s) of another shape than its config.json gives",
+    }
+    for key, problem in problems.items():
+        names = sorted(str(name[0] if isinstance(name, tuple) else name) for name in info.get(key) or ())
+        if names:
+            raise CheckpointError(
+                f"{weights_file(name_or_path)} {problem.format(n=len(names))} (e.g. {names[0]}): "
+                "a truncated or mismatched checkpoint"
+            )
+    return model
+
+
+def weights_file(name_or_path) -> str:
+    """The weights a checkpoint folder or Hub id holds, for an error message."""
+    folder = Path(name_or_path)
+    sharded = folder / "model.safetensors.index.json"
+    return str(sharded if sharded.is_file() else folder / "model.safetensors")
+
+
+def saved_tokenizer(name_or_path: str, local_files_only: bool = False):
     """The tokenizer saved in a folder or Hub repo, with this package's class named by its
     tokenizer_config.json (MidiTokenizer or MiditokTokenizer): no code from the folder runs."""
     import json
@@ -74,7 +152,10 @@ def saved_tokenizer(name_or_path: str):
     from .tokenization_miditok import MiditokTokenizer
     from .tokenization_music_transformer import FAST_TOKENIZER_CLASS, MidiTokenizer
 
-    found = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False)
+    found = cached_file(
+        name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False,
+        local_files_only=local_files_only,
+    )  # fmt: skip
     config = json.loads(Path(found).read_text(encoding="utf-8")) if found else {}
     name = config.get("tokenizer_class")
     if name == FAST_TOKENIZER_CLASS:  # the fast text tokenizer for plain transformers: auto_map names ours
@@ -85,7 +166,7 @@ def saved_tokenizer(name_or_path: str):
         raise ValueError(
             f"{name_or_path}: tokenizer class {name!r} is not one of hf_music's ({', '.join(classes)})"
         )
-    return classes.get(name, MidiTokenizer).from_pretrained(name_or_path)
+    return classes.get(name, MidiTokenizer).from_pretrained(name_or_path, local_files_only=local_files_only)
 
 
 PERFORMANCE = "performance"  # --tokenizer's default: the Music Transformer's performance events

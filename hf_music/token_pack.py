@@ -113,9 +113,38 @@ class TokenPack:
             if _sha256(array) != expected[name]:
                 raise TokenPackError(f"{path}: checksum mismatch in {name}; the file is damaged")
         names = sorted({name.rsplit(".", 1)[0] for name in arrays})
-        return cls(
+        pack = cls(
             {n: arrays[f"{n}.tokens"] for n in names}, {n: arrays[f"{n}.offsets"] for n in names}, info
         )
+        pack.check(path)
+        return pack
+
+    def check(self, path: str | os.PathLike) -> None:
+        """Refuse ids outside the recorded vocabulary and offsets that do not cut the ids into
+        pieces: the checksums catch damage, not a pack rewritten with new checksums (an id out of
+        range stops training with a device assert on a GPU; bad offsets repeat or drop tokens)."""
+        vocab_size = self.info.get("vocab_size")
+        for name in self.splits:
+            tokens, offsets = self.tokens[name], self.offsets[name]
+            if (
+                tokens.ndim != 1
+                or offsets.ndim != 1
+                or offsets.size == 0
+                or {tokens.dtype.kind, offsets.dtype.kind} - {"i", "u"}
+            ):
+                raise TokenPackError(
+                    f"{path}: split {name!r} is not a flat array of integer ids with integer offsets"
+                )
+            if tokens.size and int(tokens.min()) < 0:
+                raise TokenPackError(f"{path}: split {name!r} holds a negative id {int(tokens.min())}")
+            if offsets[0] != 0 or offsets[-1] != tokens.size or np.any(np.diff(offsets) < 0):
+                raise TokenPackError(
+                    f"{path}: split {name!r} has offsets that do not run from 0 up to its {tokens.size} ids"
+                )
+            if isinstance(vocab_size, int) and tokens.size and int(tokens.max()) >= vocab_size:
+                raise TokenPackError(
+                    f"{path}: split {name!r} holds id {int(tokens.max())}, beyond its vocabulary of {vocab_size}"
+                )
 
 
 MAESTRO_LICENSE = "cc-by-nc-sa-4.0"

@@ -16,9 +16,11 @@ save_pretrained (weights, tokenizer and code) to OUTPUT_DIR/best.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
+import random
 import shlex
 import shutil
 import sys
@@ -177,6 +179,8 @@ def parse_args(argv=None):
         if not args.hub_model_id:
             parser.error("--push_to_hub needs --hub_model_id namespace/name")
         check_repo_id(args.hub_model_id)  # fail now, not after hours of training
+    if args.max_minutes and args.num_evaluations is None:
+        args.num_evaluations = 10  # a count known before the run's length is: the budget holds them
     if args.max_minutes and args.warmup_steps < CALIBRATION_STEPS[1]:
         parser.error(
             f"--max_minutes needs --warmup_steps >= {CALIBRATION_STEPS[1]} (steps are timed in the warm-up)"
@@ -242,9 +246,12 @@ def evaluate(model, loader, accelerator, max_batches=None):
     model.eval()
     total_loss = torch.zeros((), device=accelerator.device, dtype=torch.float64)
     total_tokens = torch.zeros((), device=accelerator.device, dtype=torch.float64)
+    batches = min(len(loader), max_batches if max_batches is not None else len(loader))
+    bar = tqdm(total=batches, desc="evaluating", leave=False, disable=not accelerator.is_local_main_process)
     for step, (input_ids,) in enumerate(loader):
-        if max_batches is not None and step >= max_batches:
+        if step >= batches:
             break
+        bar.update(1)
         # Whole blocks of real tokens: no attention mask, so SDPA runs its causal (flash) kernel.
         logits = model(input_ids=input_ids, use_cache=False).logits
         labels = input_ids[:, 1:]
@@ -257,6 +264,7 @@ def evaluate(model, loader, accelerator, max_batches=None):
         sums = accelerator.gather_for_metrics(per_sample)
         total_loss += sums[:, 0].sum()
         total_tokens += sums[:, 1].sum()
+    bar.close()
     model.train()
     loss = (total_loss / total_tokens.clamp(min=1)).item()
     return {
@@ -328,10 +336,35 @@ def time_evaluation(model, loader, accelerator, max_batches=None) -> float:
     return (time.perf_counter() - started) / min(2, batches) * batches
 
 
+# --max_minutes: the share of the budget all evaluations together may take (step 0's included).
+EVALUATION_SHARE = 0.1
+
+
+def fit_evaluations(run: TrainingRun) -> None:
+    """--max_minutes: cap the validation batches an evaluation scores (--max_eval_batches, kept in the
+    run record and the checkpoint) so that the run's evaluations fit EVALUATION_SHARE of the budget.
+
+    Timed on two batches after a warm-up one, before step 0's evaluation: unbounded, that one alone
+    scored all 5,063 MAESTRO validation blocks in 6.5 min of a 3-minute run.
+    """
+    args, loader, accelerator = run.args, run.val_loader, run.accelerator
+    evaluate(run.model, loader, accelerator, max_batches=1)  # warm-up (compilation, allocations)
+    seconds_per_batch = time_evaluation(run.model, loader, accelerator, max_batches=2) / min(2, len(loader))
+    evaluations = args.num_evaluations + 2  # step 0, the spread ones, and the end
+    fitting = int(EVALUATION_SHARE * args.max_minutes * 60 / evaluations / max(seconds_per_batch, 1e-9))
+    cap = max(1, min(fitting, args.max_eval_batches or len(loader), len(loader)))
+    # Every process must score the same number of batches (gather_for_metrics waits for all).
+    cap = int(accelerator.gather(torch.tensor([cap], device=accelerator.device)).min().item())
+    args.max_eval_batches = run.state["max_eval_batches"] = cap
+    accelerator.print(
+        f"evaluations: {cap} of {len(loader)} validation batches each ({seconds_per_batch * cap:.1f} s), "
+        f"{evaluations} of them within {EVALUATION_SHARE:.0%} of --max_minutes {args.max_minutes}"
+    )
+
+
 def steps_for_budget(args, seconds_per_step: float, elapsed: float, seconds_per_evaluation: float) -> int:
     """Optimizer steps that fit in what is left of --max_minutes, evaluations and saves included."""
-    evaluations = args.num_evaluations or 10
-    left = args.max_minutes * 60 - elapsed - (evaluations + 1) * seconds_per_evaluation
+    left = args.max_minutes * 60 - elapsed - (args.num_evaluations + 1) * seconds_per_evaluation
     return CALIBRATION_STEPS[1] + max(int(0.97 * left / seconds_per_step), 0)
 
 
@@ -343,7 +376,70 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
     return sorted((p for p in folders if (p / "trainer_state.json").is_file()), key=lambda p: int(p.name[5:]))
 
 
-def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int):
+# Our own files of a checkpoint, with no pickle: Accelerate's random_states_N.pkl is replaced (its
+# loader skips a damaged one silently, and the run then differs) and the scheduler is plain JSON.
+RNG_STATE_FILE = "rng_state_{}.safetensors"
+SCHEDULER_FILE = "scheduler.json"
+
+
+def rng_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode() + tensors[name].contiguous().numpy().tobytes())
+    digest.update(json.dumps({k: v for k, v in metadata.items() if k != "sha256"}, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def save_rng_state(folder: Path, process_index: int) -> None:
+    """This process's Python, numpy and torch (CPU and CUDA) RNG states, as safetensors with a sha256."""
+    from safetensors.torch import save_file
+
+    version, python_state, gauss_next = random.getstate()
+    _, numpy_keys, numpy_pos, has_gauss, cached_gaussian = np.random.get_state()
+    tensors = {
+        "torch": torch.get_rng_state(),
+        "python": torch.tensor(python_state, dtype=torch.int64),
+        "numpy": torch.from_numpy(numpy_keys.astype(np.int64)),
+    }
+    if torch.cuda.is_available():
+        tensors.update({f"cuda_{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
+    metadata = {
+        "python_version": str(version), "python_gauss_next": repr(gauss_next), "numpy_pos": str(numpy_pos),
+        "numpy_has_gauss": str(has_gauss), "numpy_cached_gaussian": repr(cached_gaussian),
+    }  # fmt: skip
+    metadata["sha256"] = rng_digest(tensors, metadata)
+    save_file(tensors, folder / RNG_STATE_FILE.format(process_index), metadata=metadata)
+    (folder / f"random_states_{process_index}.pkl").unlink(missing_ok=True)  # Accelerate's pickled copy
+
+
+def load_rng_state(folder: Path, process_index: int) -> None:
+    """Restore what save_rng_state wrote; a missing or damaged file stops the resume in one line."""
+    from safetensors import SafetensorError, safe_open
+
+    path = folder / RNG_STATE_FILE.format(process_index)
+    try:
+        with safe_open(path, "pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError) as error:
+        raise SystemExit(
+            f"{path}: the RNG state is missing or unreadable ({error}); resume another checkpoint"
+        ) from None
+    if metadata.get("sha256") != rng_digest(tensors, metadata):
+        raise SystemExit(f"{path}: checksum mismatch: the RNG state is damaged; resume another checkpoint")
+    gauss_next = None if metadata["python_gauss_next"] == "None" else float(metadata["python_gauss_next"])
+    random.setstate((int(metadata["python_version"]), tuple(tensors["python"].tolist()), gauss_next))
+    np.random.set_state((
+        "MT19937", tensors["numpy"].numpy().astype(np.uint32), int(metadata["numpy_pos"]),
+        int(metadata["numpy_has_gauss"]), float(metadata["numpy_cached_gaussian"]),
+    ))  # fmt: skip
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda_{i}"] for i in range(sum(name.startswith("cuda_") for name in tensors))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int, scheduler):
     """Accelerate state + counters, written to step_N.tmp and renamed: a kill never leaves a half one."""
     final = output_dir / "checkpoints" / f"step_{state['completed_steps']}"
     tmp = final.with_name(final.name + ".tmp")
@@ -351,7 +447,10 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int):
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    save_rng_state(tmp, accelerator.process_index)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        (tmp / SCHEDULER_FILE).write_text(json.dumps(scheduler.state_dict()))
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
         fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
@@ -463,8 +562,9 @@ def build_optimizer(model, args, max_steps: int):
     return optimizer, scheduler
 
 
-def resume_state(args, accelerator, output_dir: Path) -> dict:
-    """The loop's counters: fresh, or loaded with the Accelerate state of --resume_from_checkpoint."""
+def resume_state(args, accelerator, output_dir: Path, scheduler) -> dict:
+    """The loop's counters: fresh, or loaded with the Accelerate state of --resume_from_checkpoint
+    (model, optimizer), our RNG states and the scheduler's."""
     state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "history": []}
     if args.resume_from_checkpoint:
         checkpoint = Path(args.resume_from_checkpoint)
@@ -476,6 +576,8 @@ def resume_state(args, accelerator, output_dir: Path) -> dict:
                 )
             checkpoint = found[-1]
         accelerator.load_state(str(checkpoint))
+        load_rng_state(checkpoint, accelerator.process_index)
+        scheduler.load_state_dict(json.loads((checkpoint / SCHEDULER_FILE).read_text()))
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         accelerator.print(f"resumed from {checkpoint} at step {state['completed_steps']}")
     return state
@@ -683,6 +785,8 @@ def train_loop(run: TrainingRun) -> Meter:
     progress = tqdm(total=run.max_steps, initial=state["completed_steps"], desc="training",
                     disable=not accelerator.is_local_main_process)  # fmt: skip
     if state["completed_steps"] == 0:
+        if args.max_minutes:
+            fit_evaluations(run)
         run_evaluation(run)  # the starting point of the curve
     while state["completed_steps"] < run.max_steps:
         loader = accelerator.prepare(train_loader(run.sampler, args, state["epoch"]))
@@ -706,7 +810,9 @@ def train_loop(run: TrainingRun) -> Meter:
             if step % run.eval_steps == 0 or step == run.max_steps:
                 run_evaluation(run)
             if step % args.checkpointing_steps == 0 or step == run.max_steps:
-                save_checkpoint(accelerator, run.output_dir, state, args.checkpoints_total_limit)
+                save_checkpoint(
+                    accelerator, run.output_dir, state, args.checkpoints_total_limit, run.scheduler
+                )
             meter.paused_seconds += time.perf_counter() - pause
             if step >= run.max_steps:
                 break
@@ -744,16 +850,16 @@ def main(argv=None):
         # of one block, not of the whole stack (the model stays a plain module for saving).
         for block in model.transformer.h:
             block.compile()
+    # The scheduler is stepped once per optimizer step by us, and saved as JSON with each checkpoint.
     model, optimizer, val_loader = accelerator.prepare(model, optimizer, val_loader)
-    # The scheduler is stepped once per optimizer step by us, and saved with the state.
-    accelerator.register_for_checkpointing(scheduler)
 
     # ---- resume
-    state = resume_state(args, accelerator, Path(args.output_dir))
+    state = resume_state(args, accelerator, Path(args.output_dir), scheduler)
     eval_steps = evaluation_interval(args, max_steps)
     if state.get("max_steps"):  # a resumed run whose length --max_minutes fixed
         max_steps, eval_steps = state["max_steps"], state["eval_steps"]
         stretch_schedule(scheduler, optimizer, args, max_steps)
+    args.max_eval_batches = state.get("max_eval_batches", args.max_eval_batches)
     run = TrainingRun(
         args, accelerator, model, tokenizer, optimizer, scheduler, sampler, val_loader,
         training_data=training_data(args, corpus),

@@ -3,7 +3,9 @@
 See `python scripts/evaluate.py --help` for every option.
 """
 
-from hf_music.evaluate import main
+import sys
+
+from hf_music.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("evaluate"))

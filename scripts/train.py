@@ -3,7 +3,9 @@
 See `python scripts/train.py --help` for every option.
 """
 
-from hf_music.train import main
+import sys
+
+from hf_music.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("train"))

@@ -116,3 +116,51 @@ def test_generate_continues_a_five_hour_note_quietly_marked_and_bounded(tmp_path
     with wave.open(str(tmp_path / "piece.wav")) as wav:  # as the Space's: 44.1 kHz stereo (was 22 kHz mono)
         assert (wav.getframerate(), wav.getnchannels()) == (44100, 2)
         assert wav.getnframes() / 44100 < 305
+
+
+def test_a_missing_train_extra_is_one_line_naming_the_extra(tmp_path):
+    from conftest import MAESTRO_MINI
+
+    # The README's first install (the audio extra) lacks accelerate and datasets: a module set to
+    # None in sys.modules cannot be imported, as if it were not installed.
+    for missing, args in (
+        ("accelerate", ["train", "--maestro_dir", MAESTRO_MINI]),
+        ("datasets", ["prepare", "--maestro_dir", MAESTRO_MINI, "--out", tmp_path / "x.npz"]),
+    ):
+        code = f"import sys; sys.modules[{missing!r}] = None; from hf_music.cli import main; sys.exit(main())"
+        result = subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines() == [
+            f"hf-music {args[0]}: needs the train extra ({missing} is not installed): "
+            "pip install -e '.[train]' (from a checkout) or pip install 'hf_music[train]'"
+        ]
+    script = subprocess.run(
+        [sys.executable, "-c", "import sys, runpy; sys.modules['accelerate'] = None; "
+         f"runpy.run_path({str(REPO_ROOT / 'scripts' / 'train.py')!r}, run_name='__main__')", "--help"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert script.returncode == 1 and "pip install -e '.[train]'" in script.stderr
+
+
+def test_a_damaged_checkpoint_or_token_pack_is_one_line_for_every_command(tmp_path):
+    import shutil
+
+    from hf_music.resources import DEFAULT_MODEL_DIR
+
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "truncated")
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[:1000])
+    pack = tmp_path / "junk.tokens.npz"
+    pack.write_bytes(b"not a zip")
+    for args in (
+        ["evaluate", "--model", folder, "--tokens_file", pack],
+        ["evaluate", "--tokens_file", pack],
+        ["train", "--tokens_file", pack, "--report_to", "none", "--output_dir", tmp_path / "run"],
+    ):
+        result = hf_music_cli(*args, cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        (line,) = result.stderr.strip().splitlines()
+        name = "truncated/model.safetensors" if "--model" in args else "junk.tokens.npz"
+        assert line.startswith(f"hf-music {args[0]}: error: ") and name in line

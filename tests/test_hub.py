@@ -215,3 +215,56 @@ def test_push_to_an_unreachable_endpoint_is_one_line_naming_it(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
     assert result.stderr.startswith("push_to_hub: http://127.0.0.1:9: ")
+
+
+def test_the_package_code_is_published_never_the_checkpoint_folders(tmp_path):
+    package = REPO_ROOT / "hf_music"
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "tampered")
+    planted = "\nimport os; os.system('echo planted')\n"
+    for name in ("modeling_music_transformer.py", "custom_generate/generate.py"):
+        with open(folder / name, "a") as handle:
+            handle.write(planted)
+    (folder / "custom_generate" / "requirements.txt").write_text("evil-package==6.6.6\n")
+    out = assemble_repo(folder, tmp_path / "repo", "someone/music-transformer")
+    for name in ("configuration_music_transformer.py", "modeling_music_transformer.py",
+                 "tokenization_music_transformer.py"):  # fmt: skip
+        assert (out / name).read_bytes() == (package / name).read_bytes(), name
+    assert (out / "custom_generate" / "generate.py").read_bytes() == (package / "grammar.py").read_bytes()
+    assert "evil-package" not in (out / "custom_generate" / "requirements.txt").read_text()
+    assert not any(planted in p.read_text() for p in out.rglob("*.py"))
+
+
+def test_a_checkpoint_without_a_run_record_gets_a_card_of_what_is_known(tmp_path):
+    from hf_music import MidiTokenizer, MusicTransformerForCausalLM
+
+    folder = tmp_path / "plain"  # saved with plain transformers: no run_record.json
+    MusicTransformerForCausalLM.from_pretrained(DEFAULT_MODEL_DIR).save_pretrained(folder)
+    MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR).save_pretrained(folder)
+    out = tmp_path / "repo"
+    result = run_script(
+        "push_to_hub.py", "--checkpoint", str(folder), "--repo_id", "a/plain", "--dry_run", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    card = ModelCard.load(out / "README.md")
+    record = RunRecord.load(DEFAULT_MODEL_DIR)
+    assert f"| Parameters | {record.model.parameters:,} |" in card.text
+    assert (
+        f"| Layers / width / heads | {record.model.n_layer} / {record.model.n_embd} / {record.model.n_head} |"
+        in card.text
+    )
+    assert "Not known: this checkpoint came without the run record" in card.text
+    assert "## Training procedure" not in card.text and "Trained and published" not in card.text
+    assert card.data.license == "unknown" and not card.data.eval_results
+    assert not (out / "run_record.json").exists()
+
+
+def test_weights_that_do_not_fill_the_config_are_not_published(tmp_path):
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "truncated")
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(weights[: len(weights) // 3])
+    result = run_script(
+        "push_to_hub.py", "--checkpoint", str(folder), "--repo_id", "a/b", "--dry_run", str(tmp_path / "o")
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"push_to_hub: {folder}/model.safetensors is not a readable safetensors file")

@@ -164,3 +164,60 @@ def test_load_model_never_runs_code_from_a_checkpoint(tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
     with pytest.raises(ValueError, match="trust_remote_code"):
         load_model(folder)
+
+
+def edited_checkpoint(tmp_path, name: str, **config_changes) -> object:
+    """A copy of the embedded checkpoint with config.json changed."""
+    folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / name)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **config_changes}))
+    return folder
+
+
+def test_weights_that_do_not_fill_the_config_are_refused_in_one_line(tmp_path):
+    from hf_music import load_model
+    from hf_music.resources import CheckpointError
+
+    layers = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["n_layer"]
+    more = edited_checkpoint(tmp_path, "more_layers", n_layer=layers + 2)  # would be 2 random layers
+    with pytest.raises(CheckpointError, match=r"more_layers/model\.safetensors lacks 24 tensor\(s\)"):
+        load_model(more)
+    fewer = edited_checkpoint(tmp_path, "fewer_layers", n_layer=layers - 1)
+    with pytest.raises(CheckpointError, match=r"fewer_layers/model\.safetensors holds \d+ tensor\(s\) its"):
+        load_model(fewer)
+    narrower = edited_checkpoint(tmp_path, "narrower", n_inner=64)
+    with pytest.raises(CheckpointError, match=r"narrower/model\.safetensors holds .* of another shape"):
+        load_model(narrower)
+    truncated = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "truncated")
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(CheckpointError, match=r"truncated/model\.safetensors is not a readable safetensors"):
+        load_model(truncated)
+    for folder in (more, truncated):  # the command: one line, status 1, no traceback
+        result = run_cli(tmp_path, "--model", folder, "--out", tmp_path / "x.mid")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        (line,) = [line for line in result.stderr.splitlines() if "error" in line]
+        assert line.startswith("python -m hf_music: error:") and f"{folder.name}/model.safetensors" in line
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"),
+        (
+            {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"},
+            "http://127.0.0.1:9 cannot be reached",
+        ),
+    ],
+    ids=["offline", "unreachable_endpoint"],
+)
+def test_a_hub_id_out_of_reach_is_one_line_without_retries(tmp_path, env, message):
+    # huggingface_hub retried an unreachable endpoint 5 times (30 s), printing a warning a retry.
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_music", "--model", "someone/music-transformer", "--out", tmp_path / "x.mid"],
+        capture_output=True, text=True, env={**os.environ, "HF_HOME": str(tmp_path / "home"), **env},
+        cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("python -m hf_music: error: someone/music-transformer") and message in line

@@ -104,3 +104,42 @@ def test_prepare_data_script_writes_a_pack(tmp_path):
     assert "train 35 pieces" in result.stdout and out.is_file()
     info = TokenPack.load(out).info
     assert json.dumps(info["files"]["test"]).count(".midi") == 9
+
+
+def rewritten(path, tmp_path, change) -> object:
+    """The pack at `path` with its arrays changed and new checksums: tampered, not damaged."""
+    pack = TokenPack.load(path)
+    tokens, offsets = dict(pack.tokens), dict(pack.offsets)
+    change(tokens, offsets)
+    return TokenPack(tokens, offsets, {k: v for k, v in pack.info.items() if k != "sha256"}).save(
+        tmp_path / "tampered.tokens.npz"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t, o: t["train"].__setitem__(5, 391), r"id 391, beyond its vocabulary of 391"),
+        (
+            lambda t, o: t.__setitem__(
+                "train", np.where(np.arange(t["train"].size) == 5, np.int32(-1), t["train"].astype(np.int32))
+            ),
+            "negative id -1",
+        ),
+        (lambda t, o: o["validation"].__setitem__(2, o["validation"][1] - 1), "offsets"),
+        (lambda t, o: o["test"].__setitem__(-1, o["test"][-1] - 1), "offsets"),
+        (lambda t, o: o["test"].__setitem__(0, 1), "offsets"),
+    ],
+    ids=[
+        "id_beyond_vocabulary",
+        "negative_id",
+        "offsets_going_back",
+        "offsets_short_of_the_end",
+        "offset_not_0",
+    ],
+)
+def test_a_rewritten_pack_with_ids_or_offsets_out_of_range_is_refused(mini_pack, tmp_path, change, message):
+    _, path = mini_pack
+    tampered = rewritten(path, tmp_path, change)
+    with pytest.raises(TokenPackError, match=rf"tampered\.tokens\.npz: split .*{message}"):
+        TokenPack.load(tampered)

@@ -92,6 +92,26 @@ def test_resume_gives_the_same_weights_and_loss(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     assert resumed.training.history[-1] == straight.training.history[-1]
     assert resumed.training.history == straight.training.history  # the curve carries over the restart
+    # No pickle in a checkpoint: RNG states are safetensors with a sha256, the scheduler JSON.
+    step_4 = tmp_path / "straight" / "checkpoints" / "step_4"
+    assert {"rng_state_0.safetensors", "scheduler.json"} <= {p.name for p in step_4.iterdir()}
+    assert not list(step_4.glob("*.pkl"))
+    # A damaged RNG state (one flipped byte) stops the resume in one line instead of being skipped.
+    damaged_dir = tmp_path / "damaged"
+    damaged = shutil.copytree(step_4, damaged_dir / "checkpoints" / "step_4")
+    rng = bytearray((damaged / "rng_state_0.safetensors").read_bytes())
+    rng[-1] ^= 1
+    (damaged / "rng_state_0.safetensors").write_bytes(bytes(rng))
+    result = subprocess.run(
+        [sys.executable, str(TRAIN), "--output_dir", str(damaged_dir), *COMMON, *map(str, args),
+         "--resume_from_checkpoint", "latest"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"{damaged / 'rng_state_0.safetensors'}: checksum mismatch: the RNG state is damaged; "
+        "resume another checkpoint"
+    )
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
@@ -159,10 +179,17 @@ def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
     out = tmp_path / "budget"
     train(
         out, "--tokens_file", pack, "--max_minutes", 0.6, "--warmup_steps", 40, "--num_evaluations", 2,
-        "--batch_size", 4, "--max_eval_batches", 2, "--augment",
+        "--batch_size", 4, "--augment",
     )  # fmt: skip
     record = RunRecord.load(out)
     steps = record.training.max_steps
+    # The evaluations are in the budget: each scores the batches that fit 10% of it (at least one),
+    # a count fixed before step 0 and kept in the record (step 0 once scored every block: 6.5 min).
+    cap = record.training.args["max_eval_batches"]
+    validation_batches = record.validation.tokens // 256 // 4  # an upper bound on the blocks' batches
+    assert isinstance(cap, int) and 1 <= cap <= validation_batches
+    (scored,) = {point.tokens for point in record.training.history}  # the same blocks every time
+    assert (cap - 1) * 4 * 255 < scored <= cap * 4 * 255
     # The step count was fitted to the budget after the timed steps 10-40, then kept in the record.
     assert steps > 40 and record.training.completed_steps == steps
     # --num_evaluations 2: every half of the fitted run, and at its end. The interval is known only
