@@ -1,7 +1,7 @@
 """Generate piano music and write MIDI (and WAV) files: `python -m hf_music` or scripts/generate.py.
 
     python -m hf_music --out piece.mid                     # 20 s from the embedded model, offline
-    python -m hf_music --prompt chopin_etude_op10_no9 --prompt_seconds 10 --seconds 30 --temperature 0.9
+    python -m hf_music --prompt chopin_etude_op10_no9 --prompt_seconds 10 --seconds 30 --pitch_temperature 0.7
     python -m hf_music --model user/music-transformer --samples 3 --seed 0 --out runs/samples/piece.mid
 
 --model takes a checkpoint folder or a Hub id; a music_transformer checkpoint is loaded with
@@ -68,6 +68,11 @@ def parse_args(argv=None):
     parser.add_argument(
         "--soft_note_seconds", type=float, default=None,
         help="past this a held note's odds of release grow (default: generation_config.json, else 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--repeat_penalty", type=float, default=None,
+        help="nats a repeated strike of the pitch just struck costs per strike in the run (0: off; "
+        "default: generation_config.json, else 1)",
     )  # fmt: skip
     parser.add_argument("--top_k", type=int, default=None, help="default: the model's generation_config.json")
     parser.add_argument(
@@ -138,7 +143,7 @@ def compose(args) -> list[Path]:
     sampling = dict(
         temperature=args.temperature, pitch_temperature=args.pitch_temperature, top_k=args.top_k,
         top_p=args.top_p, min_p=args.min_p,
-        **({} if args.soft_note_seconds is None else {"soft_note_seconds": args.soft_note_seconds}),
+        **{name: getattr(args, name) for name in ("soft_note_seconds", "repeat_penalty") if getattr(args, name) is not None},
     )  # fmt: skip
     settings = sampling_settings(model, **sampling)
     print(

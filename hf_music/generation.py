@@ -142,7 +142,7 @@ SAMPLING_DEFAULTS = {
     **GRAMMAR_DEFAULTS,  # max_polyphony, max_silence_seconds, max_note_seconds, soft_note_seconds, pitch_temperature
 }
 # Settings for which None from the caller means "off", not "not given".
-LIMITS = ("max_polyphony", "max_silence_seconds", "max_note_seconds", "soft_note_seconds")
+LIMITS = ("max_polyphony", "max_silence_seconds", "max_note_seconds", "soft_note_seconds", "repeat_penalty")
 
 
 def sampling_settings(model, **given) -> dict:
@@ -183,6 +183,7 @@ def generate_ids(
     max_silence_seconds: float | None = UNSET,
     max_note_seconds: float | None = UNSET,
     soft_note_seconds: float | None = UNSET,
+    repeat_penalty: float | None = UNSET,
     stop_at_eos: bool = False,
     max_seconds: float | None = None,
     progress: bool = False,
@@ -208,6 +209,8 @@ def generate_ids(
             (the timing and dynamics keep the model's odds); below 1 the music keeps to a key.
         soft_note_seconds: with ``constrained``, past this a held note's odds of release grow
             e-fold every quarter second (None: off), so notes end before max_note_seconds.
+        repeat_penalty: with ``constrained``, striking the pitch just struck again costs this many
+            nats per strike of it in a row so far, its probability going to other pitches (None: off).
         stop_at_eos: stop a sequence at <eos>; by default <eos> is masked so every piece has
             the requested length.
         max_seconds: stop a sequence once its new music lasts this long (``max_new_tokens``
@@ -217,7 +220,7 @@ def generate_ids(
     settings = sampling_settings(
         model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_polyphony=max_polyphony,
         max_silence_seconds=max_silence_seconds, max_note_seconds=max_note_seconds,
-        pitch_temperature=pitch_temperature, soft_note_seconds=soft_note_seconds,
+        pitch_temperature=pitch_temperature, soft_note_seconds=soft_note_seconds, repeat_penalty=repeat_penalty,
     )  # fmt: skip
     if not settings["temperature"] > 0:
         raise ValueError(
@@ -278,6 +281,7 @@ def _grammar(tokenizer, settings: dict, rows, stop_at_eos: bool) -> LogitsProces
         tokenizer, max_polyphony=settings["max_polyphony"], allow_eos=stop_at_eos, history=rows,
         max_silence_seconds=settings["max_silence_seconds"], max_note_seconds=settings["max_note_seconds"],
         soft_note_seconds=settings["soft_note_seconds"], pitch_temperature=settings["pitch_temperature"],
+        repeat_penalty=settings["repeat_penalty"],
     )  # fmt: skip
     return LogitsProcessorList([grammar])
 

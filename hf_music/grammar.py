@@ -149,6 +149,17 @@ def sounding_clock(ids, tokenizer) -> tuple[np.ndarray, int]:
     return held, silent
 
 
+def strike_run(ids, tokenizer) -> tuple[int, int]:
+    """(pitch struck last, strikes of it in a row at the end) of an id sequence; (-1, 0) without strikes."""
+    layout = EventLayout.of(tokenizer)
+    _, pitch, is_on = layout.note_events(layout.base_ids(ids))
+    strikes = pitch[is_on]
+    if not len(strikes):
+        return -1, 0
+    others = np.flatnonzero(strikes != strikes[-1])
+    return int(strikes[-1]), int(len(strikes) - (others[-1] + 1 if len(others) else 0))
+
+
 def grammar_violations(ids, tokenizer) -> int:
     """Number of ill-formed events: NOTE_OFF of a silent pitch, NOTE_ON of a sounding pitch,
     and <pad>/<bos> after the first token. The decoder tolerates them; a good model avoids them."""
@@ -196,10 +207,12 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         max_note_seconds: float | None = 8.0,
         soft_note_seconds: float | None = None,
         pitch_temperature: float | None = None,
+        repeat_penalty: float | None = None,
     ):
         self.tok = EventLayout.of(tokenizer)
         self.soft_note = None if soft_note_seconds is None else round(soft_note_seconds / self.tok.time_step)
         self.pitch_temperature = 1.0 if pitch_temperature is None else float(pitch_temperature)
+        self.repeat_penalty = float(repeat_penalty or 0.0)
         if not self.pitch_temperature > 0:
             raise ValueError(f"pitch_temperature must be > 0, got {pitch_temperature}")
         self.max_polyphony = max_polyphony
@@ -211,6 +224,9 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES) bool: sounding pitches
         self.tables = self.merged = self.never = self.silent = None
         self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES) step of each strike
+        self.last_struck = self.run = (
+            None  # (batch,): the pitch struck last (-1: none) and how many times in a row
+        )
         self.seen = 0
 
     def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
@@ -235,6 +251,9 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.struck = torch.from_numpy(np.array([-held for held, _ in clocks])).to(device)
         self.silent = torch.tensor([silent for _, silent in clocks], dtype=torch.long, device=device)
         self.now = torch.zeros_like(self.silent)
+        runs = [strike_run(row, self.tok) for row in rows]
+        self.last_struck = torch.tensor([pitch for pitch, _ in runs], dtype=torch.long, device=device)
+        self.run = torch.tensor([run for _, run in runs], dtype=torch.long, device=device)
         self.seen = input_ids.shape[1]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -253,6 +272,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
             self.silent = (
                 torch.where(tables["strikes"][token], 0, self.silent) + tables["shift"][token] * quiet
             )
+            self._count_run(token)
         self.seen = input_ids.shape[1]
         sounding = self.state[:, :NUM_PITCHES]
         strike_blocked = sounding
@@ -280,9 +300,39 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
             out[:, first:last] = scores[:, first:last].masked_fill(
                 self._merged_blocked(sounding), float("-inf")
             )
+        if self.repeat_penalty:
+            self._discourage_repeats(out)
         if self.pitch_temperature != 1.0:
             self._temper_pitches(out)
         return out
+
+    def _count_run(self, token: torch.Tensor) -> None:
+        """Follow the run of strikes of one pitch (a merged token's strikes end it: not followed inside)."""
+        pitch = token - self.tok.note_on_offset
+        is_note_on = (pitch >= 0) & (pitch < NUM_PITCHES)
+        again = is_note_on & (pitch == self.last_struck)
+        self.run = torch.where(again, self.run + 1, torch.where(is_note_on, 1, self.run))
+        ended = self.tables["strikes"][token] & ~is_note_on
+        self.last_struck = torch.where(is_note_on, pitch, torch.where(ended, -1, self.last_struck))
+        self.run = torch.where(ended, 0, self.run)
+
+    def _discourage_repeats(self, out: torch.Tensor) -> None:
+        """Striking the last pitch again costs repeat_penalty nats per strike of it in a row so far; the NOTE_ONs
+        keep their total probability, so the strike goes to another pitch rather than later.
+
+        A small model, once it repeats a key, rates the next repeat likelier still: runs of 5 strikes
+        or more of one pitch (MAESTRO test excerpts: 1% of them) came in 4 of 24 samples at 0.7.
+        """
+        rows = torch.nonzero(self.last_struck >= 0).ravel()
+        if not len(rows):
+            return
+        first, last = self.tok.note_on_offset, self.tok.note_off_offset
+        strikes = out[rows, first:last]
+        mass = torch.logsumexp(strikes, dim=1, keepdim=True)
+        pitch = self.last_struck[rows]
+        strikes[torch.arange(len(rows)), pitch] -= self.repeat_penalty * self.run[rows].to(out.dtype)
+        strikes = strikes - torch.logsumexp(strikes, dim=1, keepdim=True) + mass
+        out[rows, first:last] = torch.where(torch.isfinite(mass), strikes, out[rows, first:last])
 
     def _encourage_release(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
         """Past soft_note steps, a held note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second.
@@ -462,6 +512,7 @@ GRAMMAR_DEFAULTS = {
     "max_note_seconds": 8.0,
     "soft_note_seconds": 2.0,
     "pitch_temperature": 0.8,
+    "repeat_penalty": 1.0,
 }
 _layouts: dict[str, EventLayout] = {}  # name_or_path -> layout, so a tokenizer is loaded once
 

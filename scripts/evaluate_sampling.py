@@ -51,11 +51,13 @@ from hf_music.generation import generate_ids
 from hf_music.resources import load_model
 from hf_music.token_pack import load_corpus
 
-# The Space's slider (pitch temperature) across its range, the default, and plain temperature.
+# The Space's slider (pitch temperature) across its range, the default, and what sampling was before
+# the soft rules (plain temperature, hard limits only).
+BEFORE = "pitch_temperature=1.0,soft_note_seconds=none,repeat_penalty=none"
 DEFAULT_SETTINGS = [f"pitch_temperature={t}" for t in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5)] + [
     "default",
-    "pitch_temperature=1.0,soft_note_seconds=none",
-    "temperature=0.7,pitch_temperature=1.0",
+    BEFORE,
+    f"temperature=0.7,{BEFORE}",
 ]
 SETTING_TYPES = {"top_k": int, "max_polyphony": int}
 
@@ -70,8 +72,10 @@ def parse_setting(text: str) -> dict:
 
 
 def sample_notes(model, tokenizer, setting, args, count: int, seconds: float):
+    # The token cap must not end a long piece early: dense piano needs up to ~100 events a second.
+    cap = max(args.max_new_tokens, int(seconds * 100))
     rows = generate_ids(
-        model, tokenizer, max_seconds=seconds, max_new_tokens=args.max_new_tokens,
+        model, tokenizer, max_seconds=seconds, max_new_tokens=cap,
         num_return_sequences=count, seed=args.seed, **setting,
     )  # fmt: skip
     return [excerpt(tokenizer.ids_to_notes(row), 0.0, seconds) for row in rows]
@@ -126,7 +130,10 @@ def evaluate_long_pieces(model, tokenizer, setting, args, limits, reference_wind
         failures = [out_of_range(degeneration_statistics(n, args.seconds), limits) for n in column]
         summary = musicality(column, args.seconds, reference_windows)
         summary.pop("windows")
-        by_index.append({"start_s": k * args.seconds, "out_of_range": sum(map(bool, failures)), **summary})
+        by_index.append({
+            "start_s": k * args.seconds, "out_of_range": sum(map(bool, failures)),
+            "failures": dict(Counter(name for f in failures for name in f)), **summary,
+        })  # fmt: skip
     every = [window for w in windows for window in w]
     failures = [out_of_range(degeneration_statistics(n, args.seconds), limits) for n in every]
     return {
@@ -207,7 +214,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--samples", type=int, default=12, help="samples per setting")
     parser.add_argument("--excerpts", type=int, default=200, help="reference excerpts")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--max_new_tokens", type=int, default=4096, help="cap per sample")
+    parser.add_argument(
+        "--max_new_tokens", type=int, default=4096, help="cap per sample (at least 100 per second of music)"
+    )
     parser.add_argument("--long_samples", type=int, default=0, help="pieces of --long_seconds (drift)")
     parser.add_argument("--long_seconds", type=float, default=120.0)
     parser.add_argument("--long_setting", default="default", help="the setting of the long pieces")

@@ -22,7 +22,7 @@ from hf_music import (
     generate_midi,
 )
 from hf_music.generation import grammar_violations, prompt_to_ids, sounding_pitches, time_steps
-from hf_music.grammar import RELEASE_NATS_PER_SECOND
+from hf_music.grammar import RELEASE_NATS_PER_SECOND, strike_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -250,6 +250,30 @@ def test_soft_note_limit_raises_the_odds_of_releasing_old_notes(tokenizer):
     gain = soft[0] - plain[0]
     assert torch.isclose(gain[off + 60], torch.tensor(2.0 * RELEASE_NATS_PER_SECOND))
     assert gain[off + 64] == 0 and torch.equal(soft[0, :off], plain[0, :off])
+
+
+def test_repeat_penalty_moves_a_repeated_strike_to_other_pitches(tokenizer):
+    # 60 struck three times in a row (released in between), then 64 once: each run is followed.
+    steps = ["NOTE_ON_60", "NOTE_OFF_60", "NOTE_ON_60", "NOTE_OFF_60", "NOTE_ON_60", "NOTE_OFF_60"]
+    ids = torch.tensor([tokenizer.convert_tokens_to_ids(["<bos>", *steps])])
+    assert strike_run(ids[0], tokenizer) == (60, 3)
+    scores = torch.randn(1, tokenizer.vocab_size, generator=torch.Generator().manual_seed(2))
+    plain = PerformanceGrammarLogitsProcessor(tokenizer, history=ids.tolist())
+    penalised = PerformanceGrammarLogitsProcessor(tokenizer, history=ids.tolist(), repeat_penalty=1.0)
+    p_plain, p_penalised = (
+        torch.softmax(plain(ids, scores), -1)[0],
+        torch.softmax(penalised(ids, scores), -1)[0],
+    )
+    on, off = tokenizer.note_on_offset, tokenizer.note_off_offset
+    # The run of 3 costs 60 three nats against every other pitch; the strikes keep their total.
+    odds = (p_penalised[on + 60] / p_penalised[on + 61]) / (p_plain[on + 60] / p_plain[on + 61])
+    assert torch.isclose(odds, torch.exp(torch.tensor(-3.0)), rtol=1e-4)
+    assert torch.isclose(p_penalised[on:off].sum(), p_plain[on:off].sum(), atol=1e-6)
+    assert torch.allclose(p_penalised[off:], p_plain[off:], atol=1e-6)
+    # The processor follows new tokens: another pitch starts a new run.
+    ids = torch.cat([ids, torch.tensor([tokenizer.convert_tokens_to_ids(["NOTE_ON_64"])])], dim=1)
+    penalised(ids, scores)
+    assert penalised.last_struck.tolist() == [64] and penalised.run.tolist() == [1]
 
 
 def test_soft_note_limit_ends_notes_before_the_hard_limit(model, tokenizer):

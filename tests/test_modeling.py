@@ -111,3 +111,15 @@ def test_fresh_process_without_hf_music_loads_and_generates(checkpoint, tmp_path
     assert (model_name, tokenizer_name, int(length)) == ("MusicTransformerForCausalLM", "MidiTokenizer", 65)
     assert out_file.stat().st_size > 0
     tokenizer.encode_midi(out_file)  # a valid MIDI file
+
+
+def test_generation_config_carries_the_grammar_defaults():
+    # modeling_music_transformer.py is copied into checkpoints and cannot import the grammar module:
+    # its generation_config and the embedded model's must name the same sampling defaults.
+    from hf_music.grammar import GRAMMAR_DEFAULTS
+    from hf_music.resources import DEFAULT_MODEL_DIR
+
+    config = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny")).generation_config
+    embedded = json.loads((DEFAULT_MODEL_DIR / "generation_config.json").read_text())
+    for name, value in GRAMMAR_DEFAULTS.items():
+        assert getattr(config, name) == value and embedded[name] == value, name

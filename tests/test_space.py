@@ -75,7 +75,7 @@ def test_streamed_piece_equals_one_generate_ids_call(space):
     app, _ = space
     model, tokenizer = app.model_and_tokenizer()
     prompt = app.prompt_to_ids(app.PROMPTS["chopin_etude_op10_no9"], tokenizer, 5)
-    sampling = dict(temperature=1.2, top_k=None, top_p=1.0)
+    sampling = dict(pitch_temperature=1.2, top_k=None, top_p=1.0)
     streamed = list(app.piece_chunks(model, tokenizer, prompt, 6, seed=5, **sampling))
     whole = generate_ids(model, tokenizer, prompt, max_new_tokens=app.MAX_NEW_TOKENS, max_seconds=6,
                          seed=5, **sampling)[0]  # fmt: skip
@@ -169,14 +169,14 @@ def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     page.locator("#upload button[aria-label='Clear']").first.click()
 
     # An example fills the controls and generates with its settings and seed.
-    page.get_by_text("Frédéric Chopin, Etude Op. 10 No. 9 · temperature 1.1 · 20 s").click()
-    expect(page.locator("#temperature input[type=number]")).to_have_value("1.1")
+    page.get_by_text("Frédéric Chopin, Etude Op. 10 No. 9 · temperature 0.7 · 20 s").click()
+    expect(page.locator("#temperature input[type=number]")).to_have_value("0.7")
     expect(page.locator("#seconds input[type=number]")).to_have_value("20")
     expect(page.locator("#facts")).to_contain_text("new tokens", timeout=120_000)
     expect(page.locator("#facts")).to_contain_text(
         "continuing the first 10 s of Frédéric Chopin, Etude Op. 10 No. 9"
     )
-    expect(page.locator("#facts")).to_contain_text("seed 3, temperature 1.1")
+    expect(page.locator("#facts")).to_contain_text("seed 3, temperature 0.7")
     expect(page.locator("#message")).to_have_text("")
     page.close()
 
@@ -210,7 +210,7 @@ def test_eight_users_at_once_each_get_their_own_seeded_piece(space):
     model, tokenizer = app.model_and_tokenizer()
     # Eight sessions submit together; the queue interleaves nothing it should not: each piece is
     # exactly the one its seed and temperature give alone.
-    requests = [(1.0 + 0.5 * (user % 2), 20 + user) for user in range(8)]
+    requests = [(0.5 + 1.0 * (user % 2), 20 + user) for user in range(8)]
     jobs = [
         Client(url, verbose=False).submit(
             temperature, 0, 1.0, 5, seed, False, app.NO_PROMPT, None, 0, False, api_name="/compose"
@@ -220,7 +220,7 @@ def test_eight_users_at_once_each_get_their_own_seeded_piece(space):
     results = [job.result(timeout=300) for job in jobs]  # all done before this process samples itself
     for (temperature, seed), (audio, _, midi_path, facts, used_seed) in zip(requests, results, strict=True):
         alone = generate_ids(model, tokenizer, None, max_new_tokens=app.MAX_NEW_TOKENS, max_seconds=5,
-                             seed=seed, temperature=temperature, top_p=1.0)[0]  # fmt: skip
+                             seed=seed, pitch_temperature=temperature, top_p=1.0)[0]  # fmt: skip
         expected, got = tokenizer.ids_to_notes(alone), tokenizer.midi_to_notes(midi_path)
         assert used_seed == seed and f"temperature {temperature:g}" in facts
         assert np.array_equal(got.pitch, expected.pitch) and np.allclose(got.onset, expected.onset)

@@ -42,9 +42,10 @@ class MusicTransformerForCausalLM(GPT2LMHeadModel):
 
     def __init__(self, config: MusicTransformerConfig):
         super().__init__(config)
-        # Sampling defaults written to generation_config.json: plain ancestral sampling (truncation
-        # made samples repeat themselves), and hf_music's limits (read by hf_music.generate_ids;
-        # transformers' generate keeps them as unused attributes).
+        # Sampling defaults written to generation_config.json: ancestral sampling without truncation
+        # (truncation made samples repeat themselves), and hf_music's grammar settings, the same as
+        # hf_music.grammar.GRAMMAR_DEFAULTS (read by hf_music.generate_ids and custom_generate;
+        # transformers' own generate keeps them as unused attributes).
         self.generation_config = GenerationConfig(
             do_sample=True,
             temperature=1.0,
@@ -55,6 +56,7 @@ class MusicTransformerForCausalLM(GPT2LMHeadModel):
             max_note_seconds=8.0,
             soft_note_seconds=2.0,
             pitch_temperature=0.8,
+            repeat_penalty=1.0,
             max_new_tokens=1024,
             bos_token_id=config.bos_token_id,
             eos_token_id=config.eos_token_id,
