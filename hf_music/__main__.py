@@ -20,11 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-import symusic
 import torch
 
 from .audio import CHANNELS, SAMPLE_RATE, AudioUnavailableError, render_audio, write_wav
-from .generation import generate_ids, is_miditok, prompt_to_ids, sampling_settings, time_steps
+from .generation import (
+    generate_ids,
+    is_miditok,
+    mark_continuation,
+    prompt_to_ids,
+    sampling_settings,
+    time_steps,
+)
 from .resources import bundled_prompts, load_model, override_tokenizer
 
 
@@ -106,7 +112,6 @@ MIDITOK_DEFAULT_TOKENS = 1024  # new tokens per piece for a miditok vocabulary w
 # The longest prompt: a few bytes of MIDI can hold hours (one held note), and the model looks at
 # its last ~50 s anyway; with MAX_SECONDS of new music the WAV stays under audio's 20-minute cap.
 MAX_PROMPT_SECONDS = 300.0
-CONTINUATION_MARKER = "hf_music: new music starts here"
 
 
 def main(argv=None) -> list[Path]:
@@ -224,13 +229,6 @@ def read_prompt(tokenizer, prompt, prompt_seconds: float | None) -> tuple[list[i
     if is_miditok(tokenizer):
         return ids, float(tokenizer.seconds(ids))
     return ids, int(time_steps(torch.tensor(ids), tokenizer)) * tokenizer.time_step
-
-
-def mark_continuation(score, seconds: float):
-    """The score (in seconds) with a MIDI marker where the new music starts after the prompt."""
-    timed = score.to("second")
-    timed.markers.append(symusic.TextMeta(seconds, CONTINUATION_MARKER, ttype="second"))
-    return timed
 
 
 if __name__ == "__main__":

@@ -371,6 +371,18 @@ def _trimmed(rows, start: int, target: int, tokenizer) -> list[list[int]]:
     return result
 
 
+CONTINUATION_MARKER = "hf_music: new music starts here"
+
+
+def mark_continuation(score, seconds: float):
+    """The score (in seconds) with a MIDI marker where the new music starts after the prompt."""
+    import symusic
+
+    timed = score.to("second")
+    timed.markers.append(symusic.TextMeta(seconds, CONTINUATION_MARKER, ttype="second"))
+    return timed
+
+
 def generate_midi(model=None, tokenizer: MidiTokenizer | None = None, **sampling):
     """Sample music and return ``symusic.Score`` objects (a list when ``num_return_sequences > 1``).
 
@@ -390,10 +402,12 @@ def generate_midi(model=None, tokenizer: MidiTokenizer | None = None, **sampling
 
 
 __all__ = [
+    "CONTINUATION_MARKER",
     "PerformanceGrammarLogitsProcessor",
     "generate_ids",
     "generate_midi",
     "grammar_violations",
+    "mark_continuation",
     "prompt_to_ids",
     "sounding_clock",
     "sounding_pitches",

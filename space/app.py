@@ -35,7 +35,7 @@ from hf_music.audio import (
     piano_roll_figure,
     write_wav,
 )
-from hf_music.generation import is_miditok, prompt_to_ids, time_steps
+from hf_music.generation import is_miditok, mark_continuation, prompt_to_ids, time_steps
 from hf_music.resources import PROMPTS_DIR
 
 MODEL_ID = os.environ.get("HF_MUSIC_MODEL") or None
@@ -243,7 +243,8 @@ def compose_stream(
             audio = render_chunk(renderer, piece, now, done, folder / f"audio_{number}.wav")
             midi_path = folder / f"part_{number}" / f"hf_music_seed{seed}.mid"
             midi_path.parent.mkdir()
-            (piece if is_miditok(tokenizer) else tokenizer.notes_to_score(notes)).dump_midi(str(midi_path))
+            score = piece if is_miditok(tokenizer) else tokenizer.notes_to_score(notes)
+            (mark_continuation(score, prompt_end) if prompt else score).dump_midi(str(midi_path))
             figure = piano_roll_figure(notes, prompt_seconds=prompt_end or None,
                                        total_seconds=prompt_end + seconds)  # fmt: skip
             written = now - prompt_end

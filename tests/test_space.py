@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import symusic
 from conftest import BAD_MIDI, REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -307,7 +308,8 @@ def test_an_upload_of_hours_is_cut_to_the_prompt_window_and_old_files_go(space, 
     import wave
 
     app, _ = space
-    for hours, prompt_seconds, kept in ((0.5, 0, 60), (10, 10, 10)):  # 0 = all, up to 60 s
+    # 0 = all, up to 60 s; a piece over 6 h is refused whole (tests/test_tokenization.py).
+    for hours, prompt_seconds, kept in ((0.5, 0, 60), (5, 10, 10)):
         upload = held_note_midi(tmp_path, hours * 3600)
         assert upload.stat().st_size < 50
         # Before: the whole 30 minutes were continued and rendered (52 s, 5.8 GB, 0.9 GB of WAVs kept).
@@ -327,6 +329,8 @@ def test_an_upload_of_hours_is_cut_to_the_prompt_window_and_old_files_go(space, 
         # Only the last update's WAV and MIDI stay in the request's folder (Gradio has its own copies).
         assert sorted(p.suffix for p in Path(audio).parent.rglob("*") if p.is_file()) == [".mid", ".wav"]
         assert Path(midi_path).is_file() and len(updates) >= 2
+        markers = symusic.Score(midi_path).to("second").markers  # where the new music starts
+        assert [(m.time, m.text) for m in markers] == [(kept, "hf_music: new music starts here")]
     requests = [folder for folder in app.OUTPUT_DIR.iterdir() if folder.is_dir()]
     assert len(requests) <= app.KEPT_REQUESTS
     assert app.demo.delete_cache == app.GRADIO_CACHE_CLEANUP
