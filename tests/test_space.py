@@ -113,6 +113,7 @@ def in_viewport(page, selector) -> bool:
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
 
 
+@pytest.mark.slow
 def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     from playwright.sync_api import expect
 
@@ -182,6 +183,7 @@ def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     page.close()
 
 
+@pytest.mark.slow
 def test_browser_phone_layout_and_dark_mode(space, browser):
     _, url = space
     for theme in ("light", "dark"):
@@ -365,6 +367,7 @@ def test_listens_on_this_machine_unless_on_a_space_or_told(space, monkeypatch):
     assert app.server_name() == "192.168.1.5"
 
 
+@pytest.mark.slow
 def test_the_output_folder_is_removed_at_exit():
     import subprocess
     import sys

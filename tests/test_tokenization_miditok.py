@@ -87,6 +87,7 @@ def test_programs_keep_instruments_apart_and_mmm_keeps_tracks_of_one_program():
     assert remi.keeps_instruments and mmm.keeps_instruments and not plain.keeps_instruments
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_with_autotokenizer_in_a_fresh_process(tmp_path, mmm):
     folder = tmp_path / "tok"
     mmm.save_pretrained(folder)
@@ -285,6 +286,7 @@ def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
