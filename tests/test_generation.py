@@ -54,7 +54,6 @@ def test_fixed_seed_gives_identical_output_and_leaves_global_rng(model, tokenize
     assert torch.equal(torch.get_rng_state(), before)
 
 
-@pytest.mark.slow  # in-process, but 10-90 s of sampling or scoring on 2 busy cores
 def test_higher_temperature_gives_higher_entropy(model, tokenizer):
     entropies = [
         token_entropy(
@@ -277,7 +276,6 @@ def test_repeat_penalty_moves_a_repeated_strike_to_other_pitches(tokenizer):
     assert penalised.last_struck.tolist() == [64] and penalised.run.tolist() == [1]
 
 
-@pytest.mark.slow  # in-process, but 10-90 s of sampling or scoring on 2 busy cores
 def test_soft_note_limit_ends_notes_before_the_hard_limit(model, tokenizer):
     # The random model holds notes for long: the soft limit ends many of them well before the hard one.
     def long_notes(**limits):

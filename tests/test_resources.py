@@ -63,7 +63,6 @@ def test_embedded_model_and_tokenizer_match_the_package(default_model):
     assert (model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id) == (0, 1, 2)
 
 
-@pytest.mark.slow  # in-process, but 10-90 s of sampling or scoring on 2 busy cores
 def test_seeded_sample_is_valid_midi_with_notes_over_the_requested_length(default_model, tmp_path):
     model, tokenizer = default_model
     score = generate_midi(model, tokenizer, max_seconds=20, seed=0, max_new_tokens=4096)

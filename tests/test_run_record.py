@@ -126,7 +126,6 @@ def test_the_card_is_rendered_from_the_record(tmp_path):
     }
 
 
-@pytest.mark.slow  # in-process, but 10-90 s of sampling or scoring on 2 busy cores
 def test_evaluate_adds_its_results_to_the_checkpoints_record(tmp_path):
     folder = tmp_path / "ckpt"
     MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=128)).save_pretrained(

@@ -70,7 +70,6 @@ def test_space_readme_front_matter_and_system_packages():
     assert all(package in installer for package in packages)
 
 
-@pytest.mark.slow  # in-process, but 10-90 s of sampling or scoring on 2 busy cores
 def test_streamed_piece_equals_one_generate_ids_call(space):
     from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM, generate_ids
 
@@ -205,7 +204,7 @@ def test_browser_phone_layout_and_dark_mode(space, browser):
     assert (ARTIFACTS / "space_390x844_dark.png").stat().st_size > 10_000
 
 
-@pytest.mark.slow  # in-process, but 10-90 s of sampling or scoring on 2 busy cores
+@pytest.mark.slow  # in-process, but over 5 s: pieces composed through the Space's app
 def test_eight_users_at_once_each_get_their_own_seeded_piece(space):
     from gradio_client import Client
 

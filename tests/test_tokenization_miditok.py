@@ -327,7 +327,7 @@ def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     assert "MiditokTokenizer" in printed and symusic.Score(tmp_path / "hub_user.mid").ticks_per_quarter > 0
 
 
-@pytest.mark.slow  # in-process, but 10-90 s of sampling or scoring on 2 busy cores
+@pytest.mark.slow  # in-process, but over 5 s: pieces composed through the Space's app
 def test_space_composes_with_a_miditok_checkpoint(tmp_path, monkeypatch, mmm):
     import importlib.util
 
