@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import MAESTRO_MINI, POP909
 
+# Every benchmark is a script run in its own process: none is in the fast tier.
+pytestmark = pytest.mark.slow
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 NUMBER = r"[\d,.]+x?%?"
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
 from conftest import REPO_ROOT
 from raw_midi import late_note_bomb
 
@@ -20,25 +21,48 @@ def hf_music_cli(*args, cwd=None):
     )
 
 
-def test_every_command_lists_its_options():
+OPTIONS_OF_EACH_COMMAND = {
+    "generate": ["--seconds", "--samples", "--seed", "--temperature", "--trust_remote_code"],
+    "train": [
+        "--tokens_file",
+        "--max_minutes",
+        "--num_evaluations",
+        "--init_from",
+        "--trust_remote_code",
+    ],
+    "evaluate": ["--tokens_file", "--split", "--stride", "--samples"],
+    "push": ["--checkpoint", "--repo_id", "--dry_run"],
+    "prepare": ["--maestro_zip", "--midi_dir", "--out"],
+}
+
+
+def test_every_command_lists_its_options_in_process(capsys, monkeypatch):
+    from hf_music.cli import COMMANDS, main
+
+    monkeypatch.setattr(sys, "argv", ["hf-music"])  # main() renames the program in sys.argv
+    assert main(["--help"]) == 0
+    overview = capsys.readouterr().out
+    assert set(COMMANDS) == set(OPTIONS_OF_EACH_COMMAND)
+    for command in COMMANDS:
+        assert f"  {command} " in overview
+    for command, options in OPTIONS_OF_EACH_COMMAND.items():
+        with pytest.raises(SystemExit) as exit_status:
+            main([command, "--help"])
+        assert exit_status.value.code == 0, command
+        help_text = capsys.readouterr().out
+        assert help_text.startswith(f"usage: hf-music {command}"), help_text[:200]
+        assert all(option in help_text for option in options), (command, help_text)
+    assert main(["compose"]) == 2
+    assert "unknown command 'compose'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_python_m_hf_music_cli_lists_every_command_and_its_options():
     overview = hf_music_cli("--help")
     assert overview.returncode == 0
     for command in ("generate", "train", "evaluate", "push", "prepare"):
         assert f"  {command} " in overview.stdout
-    expected = {
-        "generate": ["--seconds", "--samples", "--seed", "--temperature", "--trust_remote_code"],
-        "train": [
-            "--tokens_file",
-            "--max_minutes",
-            "--num_evaluations",
-            "--init_from",
-            "--trust_remote_code",
-        ],
-        "evaluate": ["--tokens_file", "--split", "--stride", "--samples"],
-        "push": ["--checkpoint", "--repo_id", "--dry_run"],
-        "prepare": ["--maestro_zip", "--midi_dir", "--out"],
-    }
-    for command, options in expected.items():
+    for command, options in OPTIONS_OF_EACH_COMMAND.items():
         result = hf_music_cli(command, "--help")
         assert result.returncode == 0 and result.stdout.startswith(f"usage: hf-music {command}")
         assert all(option in result.stdout for option in options), (command, result.stdout)
@@ -46,6 +70,7 @@ def test_every_command_lists_its_options():
     assert unknown.returncode == 2 and "unknown command 'compose'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_the_wheel_can_train_and_push(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
@@ -62,6 +87,7 @@ def test_the_wheel_can_train_and_push(tmp_path):
     assert "hf-music = hf_music.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+@pytest.mark.slow
 def test_generate_with_a_time_bomb_prompt_prints_one_line(tmp_path):
     # Before: numpy's MemoryError (34 GB) escaped as a traceback.
     bomb = tmp_path / "bomb.mid"
@@ -74,6 +100,7 @@ def test_generate_with_a_time_bomb_prompt_prints_one_line(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_what_the_commands_write_by_default_is_git_ignored():
     written = ["piece.mid", "piece.wav", "piece_2.mid", "piece_2.wav", "runs/music_transformer/best/config.json",
                "data/maestro-v3.0.0.tokens.npz", "test-artifacts/space_1280x800.png"]  # fmt: skip
@@ -93,6 +120,7 @@ def held_note_midi(path, seconds: float):
     return path
 
 
+@pytest.mark.slow
 def test_generate_continues_a_five_hour_note_quietly_marked_and_bounded(tmp_path):
     import wave
 
@@ -118,6 +146,7 @@ def test_generate_continues_a_five_hour_note_quietly_marked_and_bounded(tmp_path
         assert wav.getnframes() / 44100 < 305
 
 
+@pytest.mark.slow
 def test_a_missing_train_extra_is_one_line_naming_the_extra(tmp_path):
     from conftest import MAESTRO_MINI
 
@@ -144,6 +173,7 @@ def test_a_missing_train_extra_is_one_line_naming_the_extra(tmp_path):
     assert script.returncode == 1 and "pip install -e '.[train]'" in script.stderr
 
 
+@pytest.mark.slow
 def test_a_damaged_checkpoint_or_token_pack_is_one_line_for_every_command(tmp_path):
     import shutil
 

@@ -84,6 +84,7 @@ def test_overlap_and_kl_bounds():
     assert all(row["overlap"] == pytest.approx(1) and row["kl"] == pytest.approx(0, abs=1e-6) for row in rows)
 
 
+@pytest.mark.slow
 def test_evaluate_script_prints_and_writes_the_table(tmp_path):
     folder = tmp_path / "model"
     model = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=256))
@@ -158,6 +159,7 @@ def test_out_of_range_limits_use_the_references_percentiles():
     assert set(out_of_range(sample, limits)) == {"notes_per_second", "longest_note_s"}
 
 
+@pytest.mark.slow
 def test_evaluate_script_on_a_few_files_of_the_official_zip(tmp_path):
     """Four real members of the full MAESTRO v3.0.0 zip (2 train, 1 validation, 1 test), MAESTRO's own splits."""
     import csv

@@ -318,6 +318,7 @@ def test_stop_at_eos_ends_sequences(model, tokenizer):
     assert len(rows[0]) == 51 and tokenizer.eos_token_id not in rows[0]
 
 
+@pytest.mark.slow
 def test_generate_script_writes_midi(tmp_path, model, tokenizer):
     folder = tmp_path / "ckpt"
     model.save_pretrained(folder)
@@ -372,6 +373,7 @@ def test_max_seconds_stops_each_row_when_its_music_reaches_the_length(model, tok
     assert len({len(row) for row in rows}) > 1  # each row stops on its own
 
 
+@pytest.mark.slow
 def test_generation_config_sets_the_sampling_defaults(tmp_path):
     import json
     import shutil

@@ -103,6 +103,7 @@ def run_hub_user(folder, prompts: list[str], tmp_path) -> subprocess.CompletedPr
     return result
 
 
+@pytest.mark.slow
 def test_hub_users_without_hf_music_sample_without_grammar_violations(tmp_path, maestro_files):
     folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "checkpoint")
     tok = MidiTokenizer()
@@ -176,6 +177,7 @@ def test_a_merged_token_is_allowed_exactly_when_its_events_are(bpe_tokenizer, se
     assert grammar_violations(ids, tok) == 0 and (ids >= tok.base_vocab_size).mean() > 0.3
 
 
+@pytest.mark.slow
 def test_hub_users_without_hf_music_sample_merged_tokens_without_grammar_violations(tmp_path, bpe_tokenizer):
     folder = tmp_path / "checkpoint"
     torch.manual_seed(0)

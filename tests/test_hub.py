@@ -52,6 +52,7 @@ def dry_run_folder(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_card_metadata_and_model_index_equal_the_run_record(dry_run_folder, run_record):
     card = ModelCard.load(dry_run_folder / "README.md")
     data = card.data
@@ -88,6 +89,7 @@ def test_card_metadata_and_model_index_equal_the_run_record(dry_run_folder, run_
         assert expected in card.text, expected
 
 
+@pytest.mark.slow
 def test_dry_run_folder_has_every_file_and_loads_without_hf_music(dry_run_folder, tmp_path, tokenizer):
     names = {p.relative_to(dry_run_folder).as_posix() for p in dry_run_folder.rglob("*") if p.is_file()}
     assert {
@@ -103,6 +105,7 @@ def test_dry_run_folder_has_every_file_and_loads_without_hf_music(dry_run_folder
     assert len(tokenizer.ids_to_notes(tokenizer.encode_midi(tmp_path / "out.mid"))) > 0
 
 
+@pytest.mark.slow
 def test_upload_is_one_commit_with_every_file_to_a_local_stand_in_for_the_hub(dry_run_folder, tmp_path):
     with FakeHub() as hub:
         result = run_script(
@@ -131,6 +134,7 @@ def test_upload_is_one_commit_with_every_file_to_a_local_stand_in_for_the_hub(dr
     assert "pushed to" in result.stdout
 
 
+@pytest.mark.slow
 def test_private_upload_to_a_branch_of_a_local_stand_in_for_the_hub(tmp_path):
     with FakeHub() as hub:
         result = run_script(
@@ -145,6 +149,7 @@ def test_private_upload_to_a_branch_of_a_local_stand_in_for_the_hub(tmp_path):
     assert [c["revision"] for c in hub.commits] == ["experiment"]
 
 
+@pytest.mark.slow
 def test_clear_errors_for_token_checkpoint_and_repo_id(tmp_path):
     no_token = {"HF_TOKEN": "", "HF_HOME": str(tmp_path / "empty_home")}
     result = run_script(
@@ -189,6 +194,7 @@ def test_assemble_refuses_to_overwrite_its_checkpoint():
         assemble_repo(DEFAULT_MODEL_DIR, DEFAULT_MODEL_DIR, "a/b")
 
 
+@pytest.mark.slow
 def test_deploy_space_uploads_app_and_package_to_a_local_stand_in_for_the_hub(tmp_path):
     with FakeHub() as hub:
         result = run_script(
@@ -209,6 +215,7 @@ def test_deploy_space_uploads_app_and_package_to_a_local_stand_in_for_the_hub(tm
     assert b"- someone/music-transformer" in files["README.md"]  # the card's `models`
 
 
+@pytest.mark.slow
 def test_push_to_an_unreachable_endpoint_is_one_line_naming_it(tmp_path):
     env = {"HF_TOKEN": "hf_test_token", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path)}
     result = run_script("push_to_hub.py", "--checkpoint", str(DEFAULT_MODEL_DIR), "--repo_id", "a/b", env=env)
@@ -234,6 +241,7 @@ def test_the_package_code_is_published_never_the_checkpoint_folders(tmp_path):
     assert not any(planted in p.read_text() for p in out.rglob("*.py"))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_a_run_record_gets_a_card_of_what_is_known(tmp_path):
     from hf_music import MidiTokenizer, MusicTransformerForCausalLM
 
@@ -258,6 +266,7 @@ def test_a_checkpoint_without_a_run_record_gets_a_card_of_what_is_known(tmp_path
     assert not (out / "run_record.json").exists()
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_fill_the_config_are_not_published(tmp_path):
     folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "truncated")
     weights = (folder / "model.safetensors").read_bytes()

@@ -103,6 +103,7 @@ def test_generation_config_defaults(checkpoint):
     assert (gen["pad_token_id"], gen["bos_token_id"], gen["eos_token_id"]) == (0, 1, 2)
 
 
+@pytest.mark.slow
 def test_fresh_process_without_hf_music_loads_and_generates(checkpoint, tmp_path, tokenizer):
     out_file = tmp_path / "generated.mid"
     stdout = run_without_hf_music(checkpoint, out_file)

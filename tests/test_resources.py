@@ -44,6 +44,7 @@ def test_embedded_checkpoint_is_a_small_complete_checkpoint():
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 16 * 2**20
 
 
+@pytest.mark.slow
 def test_embedded_checkpoint_loads_without_hf_music(tmp_path):
     folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "default_model")
     out = run_without_hf_music(folder, tmp_path / "out.mid")
@@ -100,6 +101,7 @@ def test_card_states_licence_command_and_the_measured_splits():
         assert index[(f"MAESTRO v3.0.0 ({evaluation.split} split)", "loss")] == round(nll["model"], 4)
 
 
+@pytest.mark.slow
 def test_python_m_hf_music_writes_midi_and_wav_offline(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
@@ -121,6 +123,7 @@ def run_cli(tmp_path, *args):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_long_piece_has_the_requested_length(tmp_path):
     # 50 s is past the model's 2048-event context for dense music: the sliding window carries on.
     result = run_cli(tmp_path, "--seconds", 50, "--seed", 0, "--out", tmp_path / "long.mid")
@@ -129,6 +132,7 @@ def test_cli_long_piece_has_the_requested_length(tmp_path):
     assert 49 <= notes.offset.max() <= 53 and notes.onset.max() > 40
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_naming_it(tmp_path):
     bad = BAD_MIDI_DIR / "truncated.mid"
     result = run_cli(tmp_path, "--prompt", bad, "--out", tmp_path / "x.mid")
@@ -174,6 +178,7 @@ def edited_checkpoint(tmp_path, name: str, **config_changes) -> object:
     return folder
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_fill_the_config_are_refused_in_one_line(tmp_path):
     from hf_music import load_model
     from hf_music.resources import CheckpointError
@@ -211,6 +216,7 @@ def test_weights_that_do_not_fill_the_config_are_refused_in_one_line(tmp_path):
     ],
     ids=["offline", "unreachable_endpoint"],
 )
+@pytest.mark.slow
 def test_a_hub_id_out_of_reach_is_one_line_without_retries(tmp_path, env, message):
     # huggingface_hub retried an unreachable endpoint 5 times (30 s), printing a warning a retry.
     result = subprocess.run(

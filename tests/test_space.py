@@ -113,6 +113,7 @@ def in_viewport(page, selector) -> bool:
     return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
 
 
+@pytest.mark.slow
 def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     from playwright.sync_api import expect
 
@@ -182,6 +183,7 @@ def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     page.close()
 
 
+@pytest.mark.slow
 def test_browser_phone_layout_and_dark_mode(space, browser):
     _, url = space
     for theme in ("light", "dark"):
@@ -202,6 +204,7 @@ def test_browser_phone_layout_and_dark_mode(space, browser):
     assert (ARTIFACTS / "space_390x844_dark.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # in-process, but over 5 s: pieces composed through the Space's app
 def test_eight_users_at_once_each_get_their_own_seeded_piece(space):
     from gradio_client import Client
 
@@ -365,6 +368,7 @@ def test_listens_on_this_machine_unless_on_a_space_or_told(space, monkeypatch):
     assert app.server_name() == "192.168.1.5"
 
 
+@pytest.mark.slow
 def test_the_output_folder_is_removed_at_exit():
     import subprocess
     import sys

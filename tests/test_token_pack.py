@@ -88,6 +88,7 @@ def test_ids_beyond_uint16_are_refused():
         TokenPack.from_pieces({"train": [np.array([1, 70000])]})
 
 
+@pytest.mark.slow
 def test_prepare_data_script_writes_a_pack(tmp_path):
     import subprocess
     import sys

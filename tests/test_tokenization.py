@@ -177,6 +177,7 @@ def npm_install_tokenizers_js() -> None:
         assert result.returncode == 0, f"npm install in {JS_DIR} failed: {result.stderr[-2000:]}"
 
 
+@pytest.mark.slow
 def test_javascript_tokenizer_gives_the_same_ids_on_maestro_mini(tmp_path, event_texts):
     npm_install_tokenizers_js()
     texts, expected = event_texts

@@ -87,6 +87,7 @@ def test_programs_keep_instruments_apart_and_mmm_keeps_tracks_of_one_program():
     assert remi.keeps_instruments and mmm.keeps_instruments and not plain.keeps_instruments
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_with_autotokenizer_in_a_fresh_process(tmp_path, mmm):
     folder = tmp_path / "tok"
     mmm.save_pretrained(folder)
@@ -285,6 +286,7 @@ def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -325,6 +327,7 @@ def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     assert "MiditokTokenizer" in printed and symusic.Score(tmp_path / "hub_user.mid").ticks_per_quarter > 0
 
 
+@pytest.mark.slow  # in-process, but over 5 s: pieces composed through the Space's app
 def test_space_composes_with_a_miditok_checkpoint(tmp_path, monkeypatch, mmm):
     import importlib.util
 

@@ -50,6 +50,7 @@ def trained(tmp_path_factory):
     return out, metrics
 
 
+@pytest.mark.slow
 def test_tiny_run_learns_on_maestro_mini(trained):
     out, record = trained
     curve = [point.nats_per_token for point in record.training.history]
@@ -74,6 +75,7 @@ def final_weights(out: Path, step: int) -> dict[str, torch.Tensor]:
     return load_file(out / "checkpoints" / f"step_{step}" / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_and_loss(tmp_path):
     args = ["--maestro_dir", MAESTRO_MINI, "--max_steps", 8, "--eval_steps", 4, "--checkpointing_steps", 4]
     args += ["--batch_size", 4, "--checkpoints_total_limit", 5, "--augment"]
@@ -114,6 +116,7 @@ def test_resume_gives_the_same_weights_and_loss(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     args = ["--maestro_dir", MAESTRO_MINI, "--max_steps", 6, "--eval_steps", 6, "--dropout", 0.0]
     single = train(tmp_path / "single", *args, "--batch_size", 8)
@@ -133,6 +136,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert double.training.tokens_per_step == single.training.tokens_per_step == 8 * 256
 
 
+@pytest.mark.slow
 def test_fine_tuning_on_a_new_corpus(trained, tmp_path):
     base, _ = trained
     out = tmp_path / "pop909"
@@ -171,6 +175,7 @@ def test_fine_tuning_on_a_new_corpus(trained, tmp_path):
         assert before[key] == after[key]
 
 
+@pytest.mark.slow
 def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
     from hf_music import MidiTokenizer
     from hf_music.token_pack import load_corpus
@@ -205,6 +210,7 @@ def test_token_pack_run_fits_its_wall_time_budget(tmp_path):
     assert RunRecord.load(out / "best").training.max_steps == steps
 
 
+@pytest.mark.slow
 def test_the_embedded_model_is_a_checkpoint_train_py_fine_tunes(tmp_path):
     from hf_music.resources import DEFAULT_MODEL_DIR
 
@@ -217,6 +223,7 @@ def test_the_embedded_model_is_a_checkpoint_train_py_fine_tunes(tmp_path):
     assert [corpus.name for corpus in record.training_data] == ["MAESTRO v3.0.0", "pop909-sample"]
 
 
+@pytest.mark.slow
 def test_bpe_run_learns_merges_and_its_checkpoint_evaluates_and_generates(tmp_path):
     from hf_music import MidiTokenizer, generate_ids, load_model
     from hf_music.evaluate import main as evaluate
@@ -243,6 +250,7 @@ def test_bpe_run_learns_merges_and_its_checkpoint_evaluates_and_generates(tmp_pa
     assert any(i >= tokenizer.base_vocab_size for i in row) and 5.0 <= notes.offset.max() < 7.0
 
 
+@pytest.mark.slow
 def test_bpe_vocab_size_refuses_what_merged_tokens_cannot_do(tmp_path):
     for extra in (["--augment"], ["--init_from", "x"]):
         bad = subprocess.run(
@@ -252,6 +260,7 @@ def test_bpe_vocab_size_refuses_what_merged_tokens_cannot_do(tmp_path):
         assert bad.returncode == 2 and "bpe" in bad.stderr.lower(), bad.stderr
 
 
+@pytest.mark.slow
 def test_config_file_and_argument_errors(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text(f"maestro_dir: {MAESTRO_MINI}\nmax_steps: 2\neval_steps: 2\nbatch_size: 4\n")
