@@ -222,7 +222,9 @@ def read_prompt(tokenizer, prompt, prompt_seconds: float | None) -> tuple[list[i
         raise ValueError(f"--prompt_seconds must be in (0, {MAX_PROMPT_SECONDS:g}], got {window:g}")
     ids = prompt_to_ids(prompt, tokenizer, window)
     length = float(tokenizer.midi_to_notes(prompt).offset.max(initial=0))
-    if prompt_seconds is None and length > window:
+    if length == 0:
+        print(f"prompt: {Path(prompt).name} has no notes: composing from silence")
+    elif prompt_seconds is None and length > window:
         print(
             f"prompt: the first {window:g} s of {Path(prompt).name}, which lasts {length:.0f} s (--prompt_seconds)"
         )

@@ -151,7 +151,9 @@ def main(argv=None) -> list[Evaluation]:
         blocks, first = evaluation_blocks(pieces, block_size, args.stride)
         if len(blocks) == 0:
             raise SystemExit(f"the {split} split is shorter than one block of {block_size} tokens")
-        rows, tokens = score_blocks(model, blocks, unigram, bigram, args.batch_size, first, performance_ids)
+        rows, tokens = score_blocks(
+            model, blocks, unigram, bigram, args.batch_size, first, performance_ids, progress=True
+        )
         print(
             f"\n{corpus} {split}: {len(pieces)} pieces, {tokens:,} scored tokens, context {block_size}, "
             f"stride {stride}"

@@ -55,6 +55,7 @@ def score_blocks(
     batch_size: int = 8,
     first_target=None,
     tokenizer: MidiTokenizer | None = None,
+    progress: bool = False,
 ):
     """NLL, perplexity and accuracy of the model, the bigram and the unigram on the same targets.
 
@@ -62,8 +63,8 @@ def score_blocks(
     the positions before it. ``first_target[i]`` (default 0) skips block i's first targets,
     which `hf_music.windows.evaluation_blocks` uses to give every scored token a long context.
     Each row has nats and bits per token, and, with the tokenizer, nats per second of music (the
-    TIME_SHIFTs among the targets) and per note (the NOTE_ONs). Everything runs on the model's device.
-    Returns (rows, number of targets).
+    TIME_SHIFTs among the targets) and per note (the NOTE_ONs). Everything runs on the model's device;
+    ``progress`` shows a bar of blocks scored. Returns (rows, number of targets).
     """
     device = next(model.parameters()).device
     model.eval()
@@ -76,7 +77,12 @@ def score_blocks(
     nll = torch.zeros(3, dtype=torch.float64, device=device)
     correct = torch.zeros(3, dtype=torch.long, device=device)
     count = steps = notes = 0
-    for start in range(0, len(blocks), batch_size):
+    starts = range(0, len(blocks), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="scoring", unit="batch")
+    for start in starts:
         batch = blocks[start : start + batch_size].to(device).long()
         inputs, targets = batch[:, :-1], batch[:, 1:]
         positions = torch.arange(targets.shape[1], device=device)

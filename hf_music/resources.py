@@ -46,8 +46,7 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
 
     from .modeling_music_transformer import MusicTransformerForCausalLM
 
-    # An unreachable Hub would be retried for 30 s, a warning a retry; the cache serves when it can.
-    offline = not Path(name_or_path).is_dir() and not hub_reachable(str(name_or_path))
+    offline = _offline_source(name_or_path)
     config_file = cached_file(name_or_path, "config.json", local_files_only=offline)
     model_type = json.loads(Path(config_file).read_text(encoding="utf-8")).get("model_type")
     if model_type == MusicTransformerForCausalLM.config_class.model_type:
@@ -66,6 +65,29 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
             "code from the checkpoint; pass trust_remote_code=True (--trust_remote_code) if you trust it"
         )
     return (model.to(device) if device else model).eval(), tokenizer
+
+
+def _offline_source(name_or_path) -> bool:
+    """Whether a checkpoint must come from the local cache: False for a folder or a reachable Hub id.
+    A path that names no folder, or a name that is no Hub id, is a CheckpointError of one line."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    name, path = str(name_or_path), Path(name_or_path).expanduser()
+    if path.is_dir():
+        return False
+    try:
+        validate_repo_id(name)
+        hub_id = True
+    except HFValidationError:
+        hub_id = False
+    # Written as a path, or under a folder that is here: the user meant a folder on this machine.
+    under_local_folder = len(path.parts) > 1 and Path(path.parts[0]).is_dir()
+    if not hub_id or name.startswith((".", "/", "~")) or path.exists() or under_local_folder:
+        raise CheckpointError(f"{name}: no checkpoint folder there (a Hub id is written user/name)")
+    try:  # an unreachable Hub would be retried for 30 s, a warning a retry; the cache serves when it can
+        return not hub_reachable(name)
+    except OSError as error:
+        raise CheckpointError(str(error)) from error
 
 
 def hub_reachable(repo_id: str) -> bool:
@@ -93,7 +115,8 @@ def hub_reachable(repo_id: str) -> bool:
 
 
 class CheckpointError(ValueError):
-    """A checkpoint whose weights are unreadable or do not fill the model its config.json describes."""
+    """A checkpoint that cannot be loaded: no such folder or Hub id, a Hub out of reach, or weights
+    that are unreadable or do not fill the model its config.json describes."""
 
 
 def load_weights(model_class, name_or_path, **kwargs):

@@ -748,9 +748,13 @@ def calibrate(run: TrainingRun, step: int, meter: Meter, progress) -> None:
     run.state.update(max_steps=run.max_steps, eval_steps=run.eval_steps)
     stretch_schedule(run.scheduler, run.optimizer, run.args, run.max_steps)
     progress.total = run.max_steps
-    run.accelerator.print(
-        f"\n{seconds_per_step * 1000:.1f} ms/step: {run.max_steps} steps fit {run.args.max_minutes} min"
-    )
+    fit = f"{run.max_steps} steps fit {run.args.max_minutes} min"
+    if elapsed >= run.args.max_minutes * 60:  # the timing steps are the floor of any run
+        fit = (
+            f"the {step} steps timed took {elapsed:.0f} s, past the {run.args.max_minutes} min budget: "
+            f"training ends at step {run.max_steps}"
+        )
+    run.accelerator.print(f"\n{seconds_per_step * 1000:.1f} ms/step: {fit}")
 
 
 def log_step(run: TrainingRun, step: int, meter: Meter, progress) -> None:

@@ -7,7 +7,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import BAD_MIDI, REPO_ROOT
 from raw_midi import late_note_bomb
 
 
@@ -194,3 +194,19 @@ def test_a_damaged_checkpoint_or_token_pack_is_one_line_for_every_command(tmp_pa
         (line,) = result.stderr.strip().splitlines()
         name = "truncated/model.safetensors" if "--model" in args else "junk.tokens.npz"
         assert line.startswith(f"hf-music {args[0]}: error: ") and name in line
+
+
+@pytest.mark.slow
+def test_a_prompt_without_notes_says_the_piece_starts_from_silence(tmp_path):
+    result = hf_music_cli(
+        "generate",
+        "--prompt",
+        BAD_MIDI / "no_notes.mid",
+        "--seconds",
+        1,
+        "--no_wav",
+        "--out",
+        tmp_path / "x.mid",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "prompt: no_notes.mid has no notes: composing from silence" in result.stdout

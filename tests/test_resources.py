@@ -227,3 +227,21 @@ def test_a_hub_id_out_of_reach_is_one_line_without_retries(tmp_path, env, messag
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("python -m hf_music: error: someone/music-transformer") and message in line
+
+
+def test_a_folder_that_is_not_there_is_one_line_for_every_command(tmp_path, monkeypatch, capsys):
+    # Before: evaluate ended in huggingface_hub's HFValidationError traceback ("Repo id must be in the
+    # form ...") for runs/x/best, and generate named only the repo-id rule, never the missing folder.
+    from hf_music.cli import run
+    from hf_music.resources import CheckpointError, load_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for name in ("runs/x/best", "runs/nonexistent", "./model", "not a hub id!"):
+        with pytest.raises(CheckpointError, match="no checkpoint folder there"):
+            load_model(name)
+    status = run("evaluate", ["--model", "runs/x/best", "--tokens_file", "x.npz", "--split", "validation"])
+    assert status == 1
+    assert capsys.readouterr().err.strip() == (
+        "hf-music evaluate: error: runs/x/best: no checkpoint folder there (a Hub id is written user/name)"
+    )
