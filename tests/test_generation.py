@@ -357,7 +357,7 @@ def test_generate_script_writes_midi(tmp_path, model, tokenizer):
     for name in ("piece_1.mid", "piece_2.mid"):
         assert MidiTokenizer().encode_midi(tmp_path / name)
         with wave.open(str((tmp_path / name).with_suffix(".wav"))) as wav:  # soundfont: see test_audio.py
-            assert wav.getframerate() == 22050 and wav.getnframes() > 22050
+            assert (wav.getframerate(), wav.getnchannels()) == (44100, 2) and wav.getnframes() > 44100
     assert "tokens (prompts included)" in result.stdout
 
 
