@@ -131,7 +131,7 @@ def evaluate_long_pieces(model, tokenizer, setting, args, limits, reference_wind
         summary = musicality(column, args.seconds, reference_windows)
         summary.pop("windows")
         by_index.append({
-            "start_s": k * args.seconds, "out_of_range": sum(map(bool, failures)),
+            "start_s": k * args.seconds, "seconds": args.seconds, "out_of_range": sum(map(bool, failures)),
             "failures": dict(Counter(name for f in failures for name in f)), **summary,
         })  # fmt: skip
     every = [window for w in windows for window in w]
@@ -192,7 +192,7 @@ def print_long_table(long):
     for w in long["by_window"]:
         m = w["medians"]
         print(
-            f"| {w['start_s']:g}-{w['start_s'] + 20:g} s | {w['out_of_range']}/{long['pieces']} | "
+            f"| {w['start_s']:g}-{w['start_s'] + w['seconds']:g} s | {w['out_of_range']}/{long['pieces']} | "
             f"{w['held_7_9s_share']:.2%} | {m['pitch_class_entropy']:.2f} | {m['key_correlation']:.2f} | "
             f"{m['recurring_figure_share']:.2f} | {w['mean_musical_overlap']:.3f} |"
         )

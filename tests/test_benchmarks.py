@@ -7,6 +7,7 @@ is covered by test_space.py's browser run of the same app.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -95,11 +96,21 @@ def test_training_sweep_prints_tokens_per_second_and_writes_json(tmp_path):
 
 def test_sampling_evaluation_prints_a_row_per_setting(tmp_path):
     out = run_benchmark(
-        "evaluate_sampling.py", "--maestro_dir", str(MAESTRO_MINI), "--settings", "temperature=1.0",
+        "evaluate_sampling.py", "--maestro_dir", str(MAESTRO_MINI), "--settings", "default",
         "temperature=0.8,min_p=0.1", "--samples", "2", "--excerpts", "20", "--seconds", "3",
-        "--json", str(tmp_path / "sampling.json"),
+        "--long_samples", "1", "--long_seconds", "7", "--json", str(tmp_path / "sampling.json"),
     )  # fmt: skip
     rows = table_rows(out)
-    assert [row[0] for row in rows] == ["temperature=1.0", "temperature=0.8, min_p=0.1"]
-    assert all(re.fullmatch(r"\d/2", row[1]) and row[3] in ("yes", "no") for row in rows)
+    # The excerpts' own row, one per setting, then the long piece's whole 3 s windows (7 s: two).
+    assert [row[0] for row in rows] == [
+        "MAESTRO test excerpts", "default", "temperature=0.8, min_p=0.1", "0-3 s", "3-6 s",
+    ]  # fmt: skip
+    assert all(re.fullmatch(r"\d/2", row[1]) and row[2] in ("yes", "no") for row in rows[1:3])
+    assert all(re.fullmatch(r"\d+\.\d\d%", row[4]) for row in rows[:3])  # notes held >= 7.9 s
     assert "20 excerpts of 3 s from maestro-mini (MAESTRO v3.0.0 layout) test" in out
+    report = json.loads((tmp_path / "sampling.json").read_text())
+    medians = report["results"][0]["musicality"]["medians"]
+    assert set(medians) == {
+        "long_note_share", "pitch_class_entropy", "key_correlation", "key_consistency", "recurring_figure_share",
+    }  # fmt: skip
+    assert len(report["long_pieces"]["by_window"]) == 2
