@@ -8,6 +8,7 @@ is covered by test_space.py's browser run of the same app.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -114,3 +115,28 @@ def test_sampling_evaluation_prints_a_row_per_setting(tmp_path):
         "long_note_share", "pitch_class_entropy", "key_correlation", "key_consistency", "recurring_figure_share",
     }  # fmt: skip
     assert len(report["long_pieces"]["by_window"]) == 2
+
+
+def test_vocabulary_comparison_scores_and_samples_each_checkpoint(tmp_path):
+    import torch
+
+    from hf_music import MidiTokenizer, MiditokTokenizer, MusicTransformerConfig, MusicTransformerForCausalLM
+
+    folders = []
+    for name, tokenizer in (("tsd", MiditokTokenizer.from_miditok("TSD")), ("performance", MidiTokenizer())):
+        torch.manual_seed(0)
+        config = MusicTransformerConfig.from_preset(
+            "tiny", vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2
+        )
+        MusicTransformerForCausalLM(config).save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+        folders.append(str(tmp_path / name))
+    out = run_benchmark(
+        "compare_vocabularies.py", "--models", *folders, "--maestro_dir", str(MAESTRO_MINI), "--samples", "2",
+        "--excerpts", "5", "--seconds", "3", "--json", str(tmp_path / "vocabularies.json"),
+    )  # fmt: skip
+    rows = table_rows(out)
+    assert [row[1] for row in rows] == ["TSD", "performance events"]
+    for row, result in zip(rows, json.loads((tmp_path / "vocabularies.json").read_text()), strict=True):
+        assert math.isclose(result["nats_per_second"], result["nats_per_token"] * result["tokens_per_second"])
+        assert re.fullmatch(r"\d/2", row[6]) and result["scored_tokens"] > 1000
