@@ -343,6 +343,28 @@ def recurring_figure_share(pitches: np.ndarray, intervals: int = FIGURE_INTERVAL
     return float(np.mean(counts[inverse] > 1))
 
 
+def musicality_summary(windows, seconds: float, reference_windows: list[dict] | None = None) -> dict:
+    """Of pieces (or windows) of ``seconds``: the pooled shares of notes held >= LONG_NOTE_SECONDS and
+    >= 4 s, the duration percentiles, each window's `musical_statistics` and their medians, and with
+    ``reference_windows`` (statistics of real ones) the overlapping area of each statistic."""
+    stats = [musical_statistics(notes, seconds) for notes in windows]
+    lengths = np.concatenate([notes.offset - notes.onset for notes in windows] or [np.zeros(0)])
+    summary = {
+        "notes": len(lengths),
+        "held_7_9s_share": float(np.mean(lengths >= LONG_NOTE_SECONDS)) if len(lengths) else 0.0,
+        "held_4s_share": float(np.mean(lengths >= 4.0)) if len(lengths) else 0.0,
+        "duration_p50_p90_p99": [float(q) for q in np.percentile(lengths, [50, 90, 99])]
+        if len(lengths)
+        else [],
+        "medians": {name: float(np.median([s[name] for s in stats])) for name in MUSICAL_STATISTICS},
+        "windows": stats,
+    }
+    if reference_windows is not None:
+        summary["overlap"] = overlap_of_statistics(reference_windows, stats)
+        summary["mean_musical_overlap"] = float(np.mean(list(summary["overlap"].values())))
+    return summary
+
+
 def windows_of(notes: PerformanceNotes, duration: float, window_seconds: float) -> list[PerformanceNotes]:
     """A piece of ``duration`` seconds cut into whole windows of ``window_seconds`` (each shifted to 0)."""
     count = max(1, int(duration // window_seconds + 1e-9))
@@ -408,6 +430,7 @@ __all__ = [
     "key_correlations",
     "music_features",
     "musical_statistics",
+    "musicality_summary",
     "ngram_log_probs",
     "out_of_range",
     "out_of_range_limits",

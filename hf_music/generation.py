@@ -139,7 +139,7 @@ SAMPLING_DEFAULTS = {
     "top_k": None,
     "top_p": None,
     "min_p": None,
-    **GRAMMAR_DEFAULTS,  # max_polyphony, max_silence_seconds, max_note_seconds, soft_note_seconds, pitch_temperature
+    **GRAMMAR_DEFAULTS,  # the grammar's limits and soft rules
 }
 # Settings for which None from the caller means "off", not "not given".
 LIMITS = ("max_polyphony", "max_silence_seconds", "max_note_seconds", "soft_note_seconds", "repeat_penalty")
@@ -149,7 +149,7 @@ def sampling_settings(model, **given) -> dict:
     """Sampling settings: the caller's, else the model's generation_config, else SAMPLING_DEFAULTS.
 
     None from the caller means "off" for the LIMITS (max_polyphony, max_silence_seconds,
-    max_note_seconds, soft_note_seconds) and "not given" for temperature / pitch_temperature /
+    max_note_seconds, soft_note_seconds, repeat_penalty) and "not given" for temperature / pitch_temperature /
     top_k / top_p / min_p, as in transformers; top_k 0 and top_p 1.0 mean off.
     """
     config = getattr(model, "generation_config", None)

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from hf_music.evaluation import (
-    MUSICAL_STATISTICS,
     degeneration_statistics,
     excerpt,
-    musical_statistics,
+    musicality_summary,
     ngram_log_probs,
     out_of_range,
     out_of_range_limits,
@@ -45,15 +44,9 @@ def piece_seconds(tokenizer, ids) -> float:
     return float(tokenizer.seconds(ids))
 
 
-def sound(pieces, seconds: float) -> dict:
-    """Pooled long-note shares and the medians of the musical statistics of some pieces."""
-    stats = [musical_statistics(notes, seconds) for notes in pieces]
-    lengths = np.concatenate([notes.offset - notes.onset for notes in pieces])
-    return {
-        "held_7_9s_share": float(np.mean(lengths >= 7.9)) if len(lengths) else 0.0,
-        "held_4s_share": float(np.mean(lengths >= 4.0)) if len(lengths) else 0.0,
-        **{name: float(np.median([s[name] for s in stats])) for name in MUSICAL_STATISTICS[1:]},
-    }
+def summary(pieces, seconds: float) -> dict:
+    """`musicality_summary` without the per-window statistics."""
+    return {k: v for k, v in musicality_summary(pieces, seconds).items() if k != "windows"}
 
 
 def compare(model_path: str, args) -> dict:
@@ -81,8 +74,8 @@ def compare(model_path: str, args) -> dict:
         "tokens_per_second": tokens / seconds,
         "nats_per_second": rows[0]["nll"] * tokens / seconds,
         "samples_out_of_range": sum(map(bool, failures)),
-        "samples": sound(samples, args.seconds),
-        "reference": sound(reference, args.seconds),
+        "samples": summary(samples, args.seconds),
+        "reference": summary(reference, args.seconds),
     }
 
 
@@ -106,19 +99,20 @@ def main(argv=None) -> list[dict]:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     for r in results:
-        s = r["samples"]
+        s, m = r["samples"], r["samples"]["medians"]
         print(
             f"| {r['model']} | {r['vocabulary']} | {r['ids']} | {r['nats_per_token']:.3f} | "
             f"{r['tokens_per_second']:.1f} | {r['nats_per_second']:.2f} | {r['samples_out_of_range']}/{args.samples} | "
-            f"{s['held_7_9s_share']:.2%} | {s['held_4s_share']:.2%} | {s['pitch_class_entropy']:.2f} | "
-            f"{s['key_correlation']:.2f} | {s['recurring_figure_share']:.2f} |"
+            f"{s['held_7_9s_share']:.2%} | {s['held_4s_share']:.2%} | {m['pitch_class_entropy']:.2f} | "
+            f"{m['key_correlation']:.2f} | {m['recurring_figure_share']:.2f} |"
         )
     reference = results[0]["reference"]
     print(
         f"\nexcerpts of the {args.split} split ({results[0]['vocabulary']}): {reference['held_7_9s_share']:.2%} "
         f"held >= 7.9 s, {reference['held_4s_share']:.2%} >= 4 s, pitch-class entropy "
-        f"{reference['pitch_class_entropy']:.2f}, key correlation {reference['key_correlation']:.2f}, "
-        f"recurring figures {reference['recurring_figure_share']:.2f}"
+        f"{reference['medians']['pitch_class_entropy']:.2f}, key correlation "
+        f"{reference['medians']['key_correlation']:.2f}, recurring figures "
+        f"{reference['medians']['recurring_figure_share']:.2f}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

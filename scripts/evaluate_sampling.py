@@ -36,14 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from hf_music.evaluation import (
-    MUSICAL_STATISTICS,
     compare_features,
     degeneration_statistics,
     excerpt,
-    musical_statistics,
+    musicality_summary,
     out_of_range,
     out_of_range_limits,
-    overlap_of_statistics,
     reference_excerpts,
     windows_of,
 )
@@ -81,26 +79,6 @@ def sample_notes(model, tokenizer, setting, args, count: int, seconds: float):
     return [excerpt(tokenizer.ids_to_notes(row), 0.0, seconds) for row in rows]
 
 
-def musicality(windows, seconds: float, reference_windows: list[dict] | None = None) -> dict:
-    """Pooled long-note shares, medians of the musical statistics and their OA against the reference."""
-    stats = [musical_statistics(notes, seconds) for notes in windows]
-    lengths = np.concatenate([notes.offset - notes.onset for notes in windows] or [np.zeros(0)])
-    summary = {
-        "notes": len(lengths),
-        "held_7_9s_share": float(np.mean(lengths >= 7.9)) if len(lengths) else 0.0,
-        "held_4s_share": float(np.mean(lengths >= 4.0)) if len(lengths) else 0.0,
-        "duration_p50_p90_p99": [float(q) for q in np.percentile(lengths, [50, 90, 99])]
-        if len(lengths)
-        else [],
-        "medians": {name: float(np.median([s[name] for s in stats])) for name in MUSICAL_STATISTICS},
-        "windows": stats,
-    }
-    if reference_windows is not None:
-        summary["overlap"] = overlap_of_statistics(reference_windows, stats)
-        summary["mean_musical_overlap"] = float(np.mean(list(summary["overlap"].values())))
-    return summary
-
-
 def evaluate_setting(model, tokenizer, setting, args, limits, reference_notes, reference_windows) -> dict:
     started = time.perf_counter()
     samples = sample_notes(model, tokenizer, setting, args, args.samples, args.seconds)
@@ -114,7 +92,7 @@ def evaluate_setting(model, tokenizer, setting, args, limits, reference_notes, r
         "failures": dict(Counter(name for f in failures for name in f)),
         "mean_overlap": float(overlap),
         "means": {name: float(np.mean([s[name] for s in stats])) for name in stats[0]},
-        "musicality": musicality(samples, args.seconds, reference_windows),
+        "musicality": musicality_summary(samples, args.seconds, reference_windows),
         "seconds": time.perf_counter() - started,
     }
 
@@ -128,7 +106,7 @@ def evaluate_long_pieces(model, tokenizer, setting, args, limits, reference_wind
     for k in range(min(len(w) for w in windows)):
         column = [w[k] for w in windows]
         failures = [out_of_range(degeneration_statistics(n, args.seconds), limits) for n in column]
-        summary = musicality(column, args.seconds, reference_windows)
+        summary = musicality_summary(column, args.seconds, reference_windows)
         summary.pop("windows")
         by_index.append({
             "start_s": k * args.seconds, "seconds": args.seconds, "out_of_range": sum(map(bool, failures)),
@@ -143,7 +121,9 @@ def evaluate_long_pieces(model, tokenizer, setting, args, limits, reference_wind
         "windows": len(every),
         "out_of_range": sum(map(bool, failures)),
         "musicality": {
-            k: v for k, v in musicality(every, args.seconds, reference_windows).items() if k != "windows"
+            k: v
+            for k, v in musicality_summary(every, args.seconds, reference_windows).items()
+            if k != "windows"
         },
         "by_window": by_index,
         "seconds": time.perf_counter() - started,
@@ -245,7 +225,7 @@ def main(argv=None) -> dict:
             for k, (low, high) in limits.items()
         )
     )
-    reference_music = musicality(reference_notes, args.seconds)
+    reference_music = musicality_summary(reference_notes, args.seconds)
     reference_windows = reference_music.pop("windows")
     results = []
     for text in args.settings:

@@ -18,6 +18,7 @@ from hf_music.evaluation import (
     key_correlations,
     music_features,
     musical_statistics,
+    musicality_summary,
     ngram_log_probs,
     overlap_and_kl,
     overlap_of_statistics,
@@ -248,3 +249,13 @@ def test_windows_of_a_long_piece_and_overlap_of_statistics():
         for w in windows_of(notes(np.arange(120.0), [9.0] * 120, [60] * 120), 120.0, 20.0)
     ]
     assert overlap_of_statistics(stats, other)["long_note_share"] == 0.0
+
+
+def test_musicality_summary_pools_long_notes_and_takes_medians():
+    pieces = [notes([0, 1, 2], [9.0, 0.5, 0.5], [60, 62, 64]), notes([0, 1], [4.5, 0.5], [60, 67])]
+    summary = musicality_summary(pieces, 20.0)
+    assert math.isclose(summary["held_7_9s_share"], 1 / 5) and math.isclose(summary["held_4s_share"], 2 / 5)
+    entropies = [musical_statistics(p, 20.0)["pitch_class_entropy"] for p in pieces]
+    assert math.isclose(summary["medians"]["pitch_class_entropy"], float(np.median(entropies)))
+    assert "overlap" not in summary and len(summary["windows"]) == 2
+    assert set(musicality_summary(pieces, 20.0, summary["windows"])["overlap"].values()) == {1.0}

@@ -189,10 +189,11 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
     last over 8.45 s).
     The probability of a forbidden NOTE_OFF (NOTE_ON) moves to the allowed ones of that type, so
     the model's rate of releases (strikes) is kept; it is dropped only when none is allowed.
-    Two soft rules shape the music without forbidding anything: past ``soft_note_seconds`` a held
-    note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second, and ``pitch_temperature``
-    tempers which pitch a NOTE_ON strikes, leaving the odds of striking, releasing, waiting and
-    dynamics as the model gives them (merged BPE tokens are left to the model by both).
+    Three soft rules shape the music without forbidding anything: past ``soft_note_seconds`` a held
+    note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second; ``repeat_penalty`` makes
+    striking the pitch just struck again cost nats per strike in the run; ``pitch_temperature``
+    tempers which pitch a NOTE_ON strikes. The last two leave the odds of striking, releasing,
+    waiting and dynamics as the model gives them (merged BPE tokens are left to the model by all three).
     The state of each row starts from ``history`` (full id rows, for a sliding window) or from
     the first ``input_ids`` it sees, and is then updated with one token per step.
     """
@@ -300,10 +301,8 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
             out[:, first:last] = scores[:, first:last].masked_fill(
                 self._merged_blocked(sounding), float("-inf")
             )
-        if self.repeat_penalty:
-            self._discourage_repeats(out)
-        if self.pitch_temperature != 1.0:
-            self._temper_pitches(out)
+        if self.repeat_penalty or self.pitch_temperature != 1.0:
+            self._shape_strikes(out)
         return out
 
     def _count_run(self, token: torch.Tensor) -> None:
@@ -315,24 +314,6 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         ended = self.tables["strikes"][token] & ~is_note_on
         self.last_struck = torch.where(is_note_on, pitch, torch.where(ended, -1, self.last_struck))
         self.run = torch.where(ended, 0, self.run)
-
-    def _discourage_repeats(self, out: torch.Tensor) -> None:
-        """Striking the last pitch again costs repeat_penalty nats per strike of it in a row so far; the NOTE_ONs
-        keep their total probability, so the strike goes to another pitch rather than later.
-
-        A small model, once it repeats a key, rates the next repeat likelier still: runs of 5 strikes
-        or more of one pitch (MAESTRO test excerpts: 1% of them) came in 4 of 24 samples at 0.7.
-        """
-        rows = torch.nonzero(self.last_struck >= 0).ravel()
-        if not len(rows):
-            return
-        first, last = self.tok.note_on_offset, self.tok.note_off_offset
-        strikes = out[rows, first:last]
-        mass = torch.logsumexp(strikes, dim=1, keepdim=True)
-        pitch = self.last_struck[rows]
-        strikes[torch.arange(len(rows)), pitch] -= self.repeat_penalty * self.run[rows].to(out.dtype)
-        strikes = strikes - torch.logsumexp(strikes, dim=1, keepdim=True) + mass
-        out[rows, first:last] = torch.where(torch.isfinite(mass), strikes, out[rows, first:last])
 
     def _encourage_release(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
         """Past soft_note steps, a held note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second.
@@ -347,20 +328,24 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         )
         out[:, self.tok.note_off_offset : self.tok.time_shift_offset] += overdue
 
-    def _temper_pitches(self, out: torch.Tensor) -> None:
-        """Temperature over which pitch a NOTE_ON strikes; the NOTE_ON events keep their total probability.
+    def _shape_strikes(self, out: torch.Tensor) -> None:
+        """Which pitch a NOTE_ON strikes: the repeat penalty, then the pitch temperature; the NOTE_ONs keep
+        their total probability, so when notes start, end and how loud stay as the model has them.
 
-        So the pitches sharpen (or flatten) while when notes start and end, and how loud, stay as the
-        model has them: plain temperature below 1 also sharpened TIME_SHIFT and made music of one key
-        and few notes (notes per second and a pitch's share out of MAESTRO's range in 8 of 12 samples
-        at 0.7), where this keeps the timing.
+        Plain temperature below 1 also sharpened the TIME_SHIFTs and made music of few notes on one key
+        (notes per second or a pitch's share out of MAESTRO's range in 7 of 24 samples at 0.7). And a
+        small model, once it repeats a key, rates the next repeat likelier still: striking the pitch
+        just struck costs repeat_penalty nats per strike of it in a row so far (runs of 5+ strikes,
+        which 1% of MAESTRO test excerpts have, came in 4 of 24 samples at temperature 1.0).
         """
         first, last = self.tok.note_on_offset, self.tok.note_off_offset
         strikes = out[:, first:last]
         mass = torch.logsumexp(strikes, dim=1, keepdim=True)
-        tempered = strikes / self.pitch_temperature
-        tempered = tempered - torch.logsumexp(tempered, dim=1, keepdim=True) + mass
-        out[:, first:last] = torch.where(torch.isfinite(mass), tempered, strikes)
+        cost = (self.repeat_penalty * self.run * (self.last_struck >= 0)).to(out.dtype)[:, None]
+        shaped = strikes - torch.zeros_like(strikes).scatter_(1, self.last_struck.clamp(min=0)[:, None], cost)
+        shaped = shaped / self.pitch_temperature
+        shaped = shaped - torch.logsumexp(shaped, dim=1, keepdim=True) + mass
+        out[:, first:last] = torch.where(torch.isfinite(mass), shaped, strikes)
 
     def _limit_time_shifts(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
         """No TIME_SHIFT may carry a silence or a held note past its limit; overlong notes are released."""
@@ -571,8 +556,9 @@ def generate(*args, model, tokenizer=None, **kwargs):
     ``custom_generate=...``, and installs ``partial(generate, model=model)`` as the model's
     ``generate`` on loading, where the prompt may come positionally (``model.generate(ids)``).
 
-    Takes what ``model.generate`` takes, plus ``max_polyphony``, ``max_silence_seconds`` and
-    ``max_note_seconds`` (else from the generation_config, else 16, 2 s and 8 s) and ``tokenizer``
+    Takes what ``model.generate`` takes, plus the settings of GRAMMAR_DEFAULTS (``max_polyphony``,
+    ``max_silence_seconds``, ``max_note_seconds``, ``soft_note_seconds``, ``pitch_temperature``,
+    ``repeat_penalty``: else from the generation_config, else GRAMMAR_DEFAULTS) and ``tokenizer``
     (else the checkpoint's tokenizer.json). <eos> is masked, so every sequence has max_new_tokens
     events. A prompt too long for the context keeps its last events (with a warning), and the
     output still starts with the whole prompt.
