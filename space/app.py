@@ -96,7 +96,12 @@ def read_upload(path: str | None) -> bytes | None:
     """The uploaded MIDI bytes, size-checked (the tokenizer checks the rest)."""
     if not path:
         return None
-    size = os.path.getsize(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as error:  # gone from Gradio's upload folder (cleaned, or the upload never finished)
+        raise ComposeError(
+            "Cannot use this MIDI file", f"{Path(path).name} could not be read: upload it again"
+        ) from error
     if size > MAX_UPLOAD_BYTES:
         raise ComposeError(
             "Cannot use this MIDI file",

@@ -161,6 +161,9 @@ def test_browser_streams_stops_keeps_work_and_plays_examples(space, browser):
     # A file that is not MIDI: a named message beside the result, which stays (audio included).
     page.get_by_text("Your MIDI file").click()  # the accordion opens
     page.locator("#upload input[type=file]").set_input_files(str(BAD_MIDI / "not_midi.mid"))
+    # As a person would, wait until the page has the file (it says so) before pressing Generate:
+    # clicked during the upload, Generate may run with no file or one not yet in Gradio's folder.
+    expect(page.locator("#upload-info")).to_contain_text("not a valid MIDI file", timeout=30_000)
     page.locator("#generate").click()
     expect(page.locator("#message")).to_contain_text("not a valid MIDI file", timeout=30_000)
     expect(page.locator("#message")).to_contain_text("not_midi.mid")
@@ -281,6 +284,15 @@ def test_uploads_over_the_size_cap_are_refused_by_name(space, tmp_path):
     big.write_bytes(b"MThd" + bytes(app.MAX_UPLOAD_BYTES))
     with pytest.raises(gr.Error, match=r"huge\.mid is 1\.0 MB; the limit is 1 MB"):
         next(app.compose(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(big), 0, False, None))
+
+
+def test_an_upload_gone_from_the_folder_is_a_named_message_not_a_crash(space, tmp_path):
+    app, _ = space
+    gone = tmp_path / "vanished.mid"  # Gradio cleaned its folder, or the upload never finished
+    *_, message, _, _ = next(
+        app.compose_ui(1.0, 0, 1.0, 2, 0, False, app.NO_PROMPT, str(gone), 0, False, None)
+    )
+    assert "vanished.mid could not be read" in message and "last piece is kept" in message
 
 
 def test_without_a_soundfont_the_app_still_returns_midi_and_piano_roll(space, monkeypatch, tmp_path):
