@@ -41,7 +41,7 @@ from hf_music.resources import PROMPTS_DIR
 MODEL_ID = os.environ.get("HF_MUSIC_MODEL") or None
 # The slider is the pitch temperature (hf_music.generate_ids' pitch_temperature: which pitches are
 # struck, the timing kept as the model has it; plain temperature for a miditok vocabulary, which has
-# no grammar). README, "Music that does not degenerate": across 0.5-1.5 the embedded model's samples
+# no grammar). docs/results.md, "Music that does not degenerate": across 0.5-1.5 the embedded model's samples
 # stay within MAESTRO excerpts' own out-of-range share + 10 points; 0.8 is the checkpoint's default.
 TEMPERATURE_RANGE = (0.5, 1.5)
 DEFAULT_TEMPERATURE = 0.8
@@ -413,7 +413,7 @@ def build_demo() -> gr.Blocks:
                         label=f"Seconds of the start piece to continue, from its beginning (0 = all, up to {MAX_PROMPT_SECONDS} s)",
                     )  # fmt: skip
                 with gr.Accordion("Sampling", open=False):
-                    # Truncation made this model repeat itself (README: top-p 0.95 3/12, min-p 0.05
+                    # Truncation made this model repeat itself (degeneration table of 2026-11-26: top-p 0.95 3/12, min-p 0.05
                     # 7/12 samples out of range, against 1/12 without): off by default.
                     top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k (0 = off)")
                     top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")
