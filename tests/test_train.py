@@ -317,3 +317,35 @@ def test_ready_made_accelerate_configs_parse(name):
             "deepspeed_zero2": "DEEPSPEED",
         }[name]
     )
+
+
+@pytest.mark.slow
+def test_gpu_recipe_sh_trains_the_default_models_recipe(tmp_path):
+    """scripts/gpu_recipe.sh, shrunk for a CPU (its rehearsal variables): the training stage is the
+    packaged recipe with the script's pack, budget and overrides, and every stage leaves its file."""
+    from hf_music import MidiTokenizer
+    from hf_music.token_pack import load_corpus
+    from hf_music.training_config import config_path
+
+    pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI).save(tmp_path / "mini.tokens.npz")
+    env = {
+        **os.environ, "OMP_NUM_THREADS": "1", "PACK": str(pack), "RUN": str(tmp_path / "run"),
+        "MODEL": "n_embd=32,n_layer=1,n_head=2", "BLOCK": "128", "BATCH": "4", "PRECISION": "no", "COMPILE": "",
+        "SWEEP_SECONDS": "1",  # the sweep stage times out at once: a failed stage does not stop the next
+    }  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/gpu_recipe.sh", str(tmp_path / "out"), "0.3"],
+        capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "training failed" not in result.stdout and "evaluation failed" not in result.stdout
+    ran = TrainingConfig.load(tmp_path / "run" / CONFIG_FILE)
+    expected = TrainingConfig.load(config_path("default_model")).to_dict()
+    expected.update(
+        tokens_file=str(pack), max_minutes=0.3, output_dir=str(tmp_path / "run"), mixed_precision="no",
+        config_overrides="n_embd=32,n_layer=1,n_head=2", block_size=128, batch_size=4, compile=False,
+    )  # fmt: skip
+    assert ran.to_dict() == expected
+    assert {"run_record.json", "evaluation.json", "best.tgz"} <= {
+        p.name for p in (tmp_path / "out").iterdir()
+    }
