@@ -4,6 +4,7 @@
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml scripts/train.py --preset base ...
     python scripts/train.py --init_from runs/maestro/best --midi_dir my_midis --max_steps 500   # fine-tune
     python scripts/train.py --config my_run.yaml          # any argument below, from JSON or YAML
+    python scripts/train.py --config default_model        # a recipe of the package (hf_music/assets/recipes)
     python scripts/train.py --tokens_file data/maestro-v3.0.0.tokens.npz ...  # a pack from prepare_data.py
 
 Readable top to bottom, in the spirit of transformers' run_clm_no_trainer.py and nanoGPT:

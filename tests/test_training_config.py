@@ -123,6 +123,8 @@ def test_the_default_models_recipe_is_the_run_that_made_it():
     }
     args = parse_args(["--config", "default_model"])
     assert TrainingConfig.from_namespace(args) == recipe
+    repeat = parse_args(["--config", "default_model", "--max_steps", "7251", "--max_minutes", "none"])
+    assert (repeat.max_steps, repeat.max_minutes, repeat.num_evaluations) == (7251, None, 6)  # README's
     assert (args.tokens_file, args.max_minutes, args.config_overrides) == (
         "data/maestro-v3.0.0.tokens.npz", 5.0, "n_embd=256,n_layer=4,n_head=4",
     )  # fmt: skip
