@@ -286,6 +286,15 @@ def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
     )
 
 
+def test_fine_tuning_a_vocabulary_without_programs_says_instruments_are_lost():
+    from hf_music import train
+
+    args = train.parse_args(["--midi_dir", str(POP909), "--init_from", "base", "--block_size", "128"])
+    assert "instruments are lost" in train.training_mode(args, MiditokTokenizer.from_miditok("REMI"))
+    kept = MiditokTokenizer.from_miditok("REMI", use_programs=True)
+    assert "instruments are lost" not in train.training_mode(args, kept)
+
+
 @pytest.mark.slow
 def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     corpus = tmp_path / "corpus"
