@@ -42,6 +42,7 @@ import hf_music
 from hf_music.flops import peak_flops, training_flops_per_token
 from hf_music.hub import check_repo_id, push_to_hub
 from hf_music.modeling_music_transformer import CUSTOM_GENERATE_DIR
+from hf_music.music_tokenizer import offers_grammar
 from hf_music.run_record import (
     RECORD_FILE,
     Corpus,
@@ -268,7 +269,7 @@ def export_model(accelerator, model, tokenizer, folder: Path, record: RunRecord)
     shutil.rmtree(tmp, ignore_errors=True)
     model = accelerator.unwrap_model(model)
     model.save_pretrained(tmp, safe_serialization=True)  # with custom_generate/ (the grammar)
-    if getattr(tokenizer, "is_miditok", False):  # the grammar is the performance vocabulary's
+    if not offers_grammar(tokenizer):  # custom_generate/ is the performance grammar
         shutil.rmtree(tmp / CUSTOM_GENERATE_DIR)
     tokenizer.model_max_length = model.config.n_positions  # what the checkpoint's users may prompt with
     tokenizer.save_pretrained(tmp)  # tokenizer_config.json and the fast tokenizer.json
@@ -425,19 +426,6 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
 
 
-def vocabulary_of(tokenizer) -> str:
-    """A tokenizer's vocabulary in words, for the line saying what a run does."""
-    if getattr(tokenizer, "is_miditok", False):
-        tracks = (
-            "tracks and their programs kept" if tokenizer.keeps_instruments else "tracks merged into one part"
-        )
-        return f"the miditok {tokenizer.vocabulary_name} vocabulary ({tokenizer.vocab_size} ids; {tracks})"
-    merges = (
-        f", {len(tokenizer.bpe_merges)} of them BPE merges" if getattr(tokenizer, "is_bpe", False) else ""
-    )
-    return f"the performance-event vocabulary ({tokenizer.vocab_size} ids{merges}; tracks merged into one piano part)"
-
-
 def training_mode(args, tokenizer) -> str:
     """Which of the two ways a run goes: a new model for its vocabulary, or a fine-tune keeping the base's.
 
@@ -446,9 +434,9 @@ def training_mode(args, tokenizer) -> str:
     fine-tuned with the performance vocabulary at the price of its instruments.
     """
     if not args.init_from:
-        return f"training a new model from scratch with {vocabulary_of(tokenizer)}"
-    line = f"fine-tuning {args.init_from} with its own vocabulary, {vocabulary_of(tokenizer)}"
-    if not getattr(tokenizer, "is_miditok", False):
+        return f"training a new model from scratch with {tokenizer.vocabulary_description}"
+    line = f"fine-tuning {args.init_from} with its own vocabulary, {tokenizer.vocabulary_description}"
+    if not tokenizer.keeps_instruments:
         line += (
             ": instruments are lost (to keep them, train a new model: --tokenizer REMI "
             "--tokenizer_options use_programs=true, or --tokenizer MMM, without --init_from)"
@@ -463,7 +451,7 @@ def check_tokenizer_choice(args, base_tokenizer) -> None:
     wanted = hf_music.load_tokenizer(args.tokenizer, args.tokenizer_options)
     if type(wanted) is not type(base_tokenizer) or wanted.get_vocab() != base_tokenizer.get_vocab():
         raise SystemExit(
-            f"--init_from {args.init_from} has {vocabulary_of(base_tokenizer)}; --tokenizer {args.tokenizer} is "
+            f"--init_from {args.init_from} has {base_tokenizer.vocabulary_description}; --tokenizer {args.tokenizer} is "
             "another one, and a model's embeddings belong to its vocabulary. Either train a new model with "
             "--tokenizer (drop --init_from), or fine-tune with the base's vocabulary (drop --tokenizer)."
         )
@@ -802,8 +790,8 @@ def main(argv=None):
     accelerator.print(training_mode(args, tokenizer))
     with accelerator.main_process_first():
         train, validation, corpus = load_data(args, tokenizer, events)
-    # miditok vocabularies were augmented (and split) by miditok while the corpus was read.
-    augmentation = Augmentation() if args.augment and not getattr(tokenizer, "is_miditok", False) else None
+    # A vocabulary augmented (and split) as Scores while the corpus was read gets no window augmentation.
+    augmentation = Augmentation() if args.augment and tokenizer.augmentation_stage == "windows" else None
     sampler = WindowSampler(train, args.block_size, tokenizer, augmentation, args.seed)
     val_loader = validation_loader(validation, args)
     max_steps = plan_steps(args, len(train), accelerator.num_processes)
