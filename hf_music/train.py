@@ -39,6 +39,7 @@ from transformers import get_scheduler
 from transformers.utils import cached_file
 
 import hf_music
+from hf_music.evaluation import next_token_log_probs
 from hf_music.flops import peak_flops, training_flops_per_token
 from hf_music.hub import check_repo_id, push_to_hub
 from hf_music.modeling_music_transformer import CUSTOM_GENERATE_DIR
@@ -214,15 +215,9 @@ def evaluate(model, loader, accelerator, max_batches=None):
         if step >= batches:
             break
         bar.update(1)
-        # Whole blocks of real tokens: no attention mask, so SDPA runs its causal (flash) kernel.
-        logits = model(input_ids=input_ids, use_cache=False).logits
-        labels = input_ids[:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), reduction="none"
-        )
-        valid = torch.ones_like(labels, dtype=torch.float64)
+        losses = -next_token_log_probs(model, input_ids)[0].double()
         # Per-sample sums, so gather_for_metrics can drop the samples duplicated to even out batches.
-        per_sample = torch.stack([(losses.view_as(valid).double() * valid).sum(1), valid.sum(1)], dim=1)
+        per_sample = torch.stack([losses.sum(1), torch.full_like(losses[:, 0], losses.shape[1])], dim=1)
         sums = accelerator.gather_for_metrics(per_sample)
         total_loss += sums[:, 0].sum()
         total_tokens += sums[:, 1].sum()

@@ -349,3 +349,24 @@ def test_gpu_recipe_sh_trains_the_default_models_recipe(tmp_path):
     assert {"run_record.json", "evaluation.json", "best.tgz"} <= {
         p.name for p in (tmp_path / "out").iterdir()
     }
+
+
+def test_validation_loss_is_the_evaluation_scripts_nll_on_the_same_blocks():
+    """train.evaluate and evaluation.score_blocks share one NLL computation: equal on equal blocks."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
+    from hf_music.evaluation import ngram_log_probs, score_blocks
+    from hf_music.train import evaluate
+
+    torch.manual_seed(0)
+    model = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=64))
+    blocks = torch.randint(3, 391, (6, 64))
+    accelerator = Accelerator(cpu=True)
+    loader = accelerator.prepare(DataLoader(TensorDataset(blocks), batch_size=4))
+    metrics = evaluate(model, loader, accelerator)
+    assert model.training  # evaluate hands the model back in training mode
+    rows, count = score_blocks(model, blocks, *ngram_log_probs(blocks.tolist(), 391), batch_size=4)
+    assert metrics["val_tokens"] == count == 6 * 63
+    assert math.isclose(metrics["val_loss"], rows[0]["nll"], rel_tol=1e-6)
