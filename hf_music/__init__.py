@@ -7,12 +7,12 @@ into checkpoints (so that ``trust_remote_code=True`` loads them without hf_music
 
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .configuration_music_transformer import PRESETS, MusicTransformerConfig
 from .generation import PerformanceGrammarLogitsProcessor, generate_ids, generate_midi
-from .modeling_music_transformer import MusicTransformerForCausalLM
+from .music_transformer.configuration_music_transformer import PRESETS, MusicTransformerConfig
+from .music_transformer.modeling_music_transformer import MusicTransformerForCausalLM
+from .music_transformer.tokenization_miditok import MiditokTokenizer
+from .music_transformer.tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
 from .resources import bundled_prompts, load_default_model, load_model, load_tokenizer
-from .tokenization_miditok import MiditokTokenizer
-from .tokenization_music_transformer import MidiReadError, MidiTokenizer, PerformanceNotes
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tokenization_music_transformer import PerformanceNotes
+from .music_transformer.tokenization_music_transformer import PerformanceNotes
 
 # Looked for in this order when HF_MUSIC_SOUNDFONT is not set: the best piano first.
 SOUNDFONT_CANDIDATES = (

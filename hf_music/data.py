@@ -36,7 +36,7 @@ from datasets import (
     Value,
 )
 
-from .tokenization_music_transformer import MAX_MIDI_BYTES, MidiReadError, MidiTokenizer
+from .music_transformer.tokenization_music_transformer import MAX_MIDI_BYTES, MidiReadError, MidiTokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from .tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
+from .music_transformer.tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
 
 # Dirichlet smoothing of the bigram towards the unigram: how many pseudo-counts the unigram gets.
 BIGRAM_PRIOR = 1.0

@@ -1,7 +1,7 @@
 """Sampling music: `generate_midi`, the grammar-aware LogitsProcessor and the sliding window.
 
 Generation runs through ``model.generate`` (KV cache, transformers' temperature / top-k /
-top-p / min-p warpers) with the grammar of `hf_music.grammar` (a self-contained module that
+top-p / min-p warpers) with the grammar of `hf_music.music_transformer.grammar` (a self-contained module that
 checkpoints also carry as ``custom_generate/generate.py``). Pieces longer than the model's context continue with a sliding
 window: the most recent half of the context re-primes the model, and the grammar state
 (which pitches are sounding) is carried over from the whole history.
@@ -14,15 +14,15 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from .grammar import (
+from .music_tokenizer import offers_grammar
+from .music_transformer.grammar import (
     GRAMMAR_DEFAULTS,
     PerformanceGrammarLogitsProcessor,
     grammar_violations,
     sounding_clock,
     sounding_pitches,
 )
-from .music_tokenizer import offers_grammar
-from .tokenization_music_transformer import MidiTokenizer
+from .music_transformer.tokenization_music_transformer import MidiTokenizer
 
 
 def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-from .modeling_music_transformer import MusicTransformerForCausalLM, write_custom_generate
+from .music_transformer import CODE_DIR
+from .music_transformer.modeling_music_transformer import MusicTransformerForCausalLM, write_custom_generate
+from .music_transformer.tokenization_miditok import MIDITOK_PARAMS_FILE
 from .resources import ASSETS, CheckpointError, load_weights, saved_tokenizer
 from .run_record import RECORD_FILE, Corpus, Evaluation, ModelShape, RunRecord, RunRecordError
-from .tokenization_miditok import MIDITOK_PARAMS_FILE
 
 MODEL_CARD_TEMPLATE = ASSETS / "model_card.md"
 # Files of a save_pretrained checkpoint that belong in a Hub repo, copied as they are. The tokenizer's
@@ -266,11 +267,10 @@ def assemble_repo(
     if not include_code:
         (out / CODE_FILES[2]).unlink(missing_ok=True)  # save_pretrained writes the tokenizer's code
     if include_code:  # this package's code, never the folder's (which could have been edited)
-        package = Path(__file__).resolve().parent
         for name in CODE_FILES:
-            shutil.copy2(package / name, out / name)
+            shutil.copy2(CODE_DIR / name, out / name)
         if (folder / MIDITOK_PARAMS_FILE).is_file():  # a miditok vocabulary: its tokenizer's code
-            shutil.copy2(package / "tokenization_miditok.py", out / "tokenization_miditok.py")
+            shutil.copy2(CODE_DIR / "tokenization_miditok.py", out / "tokenization_miditok.py")
         else:  # the grammar (custom_generate/) is the performance vocabulary's
             write_custom_generate(out)
     if record:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .data import TokenizationReport
-from .tokenization_miditok import MiditokTokenizer, _require_miditok
-from .tokenization_music_transformer import MidiReadError
+from .music_transformer.tokenization_miditok import MiditokTokenizer, _require_miditok
+from .music_transformer.tokenization_music_transformer import MidiReadError
 
 # Transpositions of the train split, as the performance pipeline's +-3 semitones.
 PITCH_OFFSETS = (-3, -2, -1, 1, 2, 3)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Protocol, runtime_checkable
 
-from .tokenization_music_transformer import PerformanceNotes
+from .music_transformer.tokenization_music_transformer import PerformanceNotes
 
 
 @runtime_checkable
@@ -67,7 +67,7 @@ class MusicTokenizer(Protocol):
 
 
 def offers_grammar(tokenizer: MusicTokenizer) -> bool:
-    """Whether grammar-aware sampling (`hf_music.grammar`, a checkpoint's custom_generate/) reads this vocabulary."""
+    """Whether grammar-aware sampling (`hf_music.music_transformer.grammar`, a checkpoint's custom_generate/) reads this vocabulary."""
     return "constrained" in tokenizer.sampling_controls
 
 

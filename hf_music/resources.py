@@ -18,8 +18,8 @@ DEFAULT_MODEL_DIR = ASSETS / "default_model"
 
 def load_default_model(device=None):
     """(model, tokenizer) of the checkpoint embedded in the package, loaded offline."""
-    from .modeling_music_transformer import MusicTransformerForCausalLM
-    from .tokenization_music_transformer import MidiTokenizer
+    from .music_transformer.modeling_music_transformer import MusicTransformerForCausalLM
+    from .music_transformer.tokenization_music_transformer import MidiTokenizer
 
     if not (DEFAULT_MODEL_DIR / "config.json").is_file():
         raise FileNotFoundError(
@@ -44,7 +44,7 @@ def load_model(name_or_path: str | None = None, device=None, trust_remote_code: 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import cached_file
 
-    from .modeling_music_transformer import MusicTransformerForCausalLM
+    from .music_transformer.modeling_music_transformer import MusicTransformerForCausalLM
 
     offline = _offline_source(name_or_path)
     config_file = cached_file(name_or_path, "config.json", local_files_only=offline)
@@ -172,8 +172,8 @@ def saved_tokenizer(name_or_path: str, local_files_only: bool = False):
 
     from transformers.utils import cached_file
 
-    from .tokenization_miditok import MiditokTokenizer
-    from .tokenization_music_transformer import FAST_TOKENIZER_CLASS, MidiTokenizer
+    from .music_transformer.tokenization_miditok import MiditokTokenizer
+    from .music_transformer.tokenization_music_transformer import FAST_TOKENIZER_CLASS, MidiTokenizer
 
     found = cached_file(
         name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False,
@@ -203,8 +203,8 @@ def load_tokenizer(spec: str | None = None, options: str | dict | None = None):
     those miditok config options ("use_programs=true,num_velocities=16");
     anything else: a saved tokenizer folder or Hub id (`saved_tokenizer`; options refused).
     """
-    from .tokenization_miditok import VOCABULARIES, MiditokTokenizer, parse_options
-    from .tokenization_music_transformer import MidiTokenizer
+    from .music_transformer.tokenization_miditok import VOCABULARIES, MiditokTokenizer, parse_options
+    from .music_transformer.tokenization_music_transformer import MidiTokenizer
 
     options = parse_options(options) if isinstance(options, str) or options is None else dict(options)
     if spec is None or spec == PERFORMANCE:

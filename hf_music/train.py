@@ -42,8 +42,8 @@ import hf_music
 from hf_music.evaluation import next_token_log_probs
 from hf_music.flops import peak_flops, training_flops_per_token
 from hf_music.hub import check_repo_id, push_to_hub
-from hf_music.modeling_music_transformer import CUSTOM_GENERATE_DIR
 from hf_music.music_tokenizer import offers_grammar
+from hf_music.music_transformer.modeling_music_transformer import CUSTOM_GENERATE_DIR
 from hf_music.run_record import (
     RECORD_FILE,
     Corpus,

@@ -26,7 +26,7 @@ from typing import Any
 
 from huggingface_hub.dataclasses import strict
 
-from .configuration_music_transformer import PRESETS
+from .music_transformer.configuration_music_transformer import PRESETS
 from .run_record import RunRecordError, from_dict
 
 CONFIG_FILE = "training_config.json"

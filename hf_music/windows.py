@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
+from .music_transformer.tokenization_music_transformer import NUM_PITCHES, MidiTokenizer, PerformanceNotes
 
 IGNORE_INDEX = -100  # label of padding: transformers' loss skips it
 

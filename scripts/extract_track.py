@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hf_music.tokenization_music_transformer import MidiReadError, load_score
+from hf_music.music_transformer.tokenization_music_transformer import MidiReadError, load_score
 
 
 def main(argv=None) -> int:

@@ -22,7 +22,7 @@ from hf_music import (
     generate_midi,
 )
 from hf_music.generation import grammar_violations, prompt_to_ids, sounding_pitches, time_steps
-from hf_music.grammar import RELEASE_NATS_PER_SECOND, strike_run
+from hf_music.music_transformer.grammar import RELEASE_NATS_PER_SECOND, strike_run
 
 REPO = Path(__file__).resolve().parents[1]
 

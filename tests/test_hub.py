@@ -225,7 +225,7 @@ def test_push_to_an_unreachable_endpoint_is_one_line_naming_it(tmp_path):
 
 
 def test_the_package_code_is_published_never_the_checkpoint_folders(tmp_path):
-    package = REPO_ROOT / "hf_music"
+    package = REPO_ROOT / "hf_music" / "music_transformer"
     folder = shutil.copytree(DEFAULT_MODEL_DIR, tmp_path / "tampered")
     planted = "\nimport os; os.system('echo planted')\n"
     for name in ("modeling_music_transformer.py", "custom_generate/generate.py"):

@@ -117,7 +117,7 @@ def test_fresh_process_without_hf_music_loads_and_generates(checkpoint, tmp_path
 def test_generation_config_carries_the_grammar_defaults():
     # modeling_music_transformer.py is copied into checkpoints and cannot import the grammar module:
     # its generation_config and the embedded model's must name the same sampling defaults.
-    from hf_music.grammar import GRAMMAR_DEFAULTS
+    from hf_music.music_transformer.grammar import GRAMMAR_DEFAULTS
     from hf_music.resources import DEFAULT_MODEL_DIR
 
     config = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny")).generation_config

@@ -24,6 +24,7 @@ from hf_music import (
     load_default_model,
 )
 from hf_music.hub import CODE_FILES
+from hf_music.music_transformer import CHECKPOINT_CODE, CODE_DIR
 from hf_music.resources import DEFAULT_MODEL_DIR
 from hf_music.run_record import RunRecord
 
@@ -42,6 +43,23 @@ def test_embedded_checkpoint_is_a_small_complete_checkpoint():
     assert json.loads((DEFAULT_MODEL_DIR / "tokenizer_config.json").read_text())["model_max_length"] == 2048
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl"))]  # safetensors only
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= 16 * 2**20
+
+
+def test_the_embedded_models_code_is_the_packages_byte_for_byte():
+    """Every code file the embedded checkpoint carries is a copy of hf_music/music_transformer/'s
+    (refresh: python scripts/embed_default_model.py --checkpoint hf_music/assets/default_model)."""
+    carried = {
+        str(p.relative_to(DEFAULT_MODEL_DIR))
+        for p in DEFAULT_MODEL_DIR.rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert carried == set(CHECKPOINT_CODE) - {"tokenization_miditok.py"}  # a performance vocabulary
+    stale = [
+        name
+        for name in carried
+        if (DEFAULT_MODEL_DIR / name).read_bytes() != (CODE_DIR / CHECKPOINT_CODE[name]).read_bytes()
+    ]
+    assert not stale, f"embedded copies differ from the package's: {stale}"
 
 
 @pytest.mark.slow

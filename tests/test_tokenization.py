@@ -19,13 +19,13 @@ from transformers import AutoTokenizer
 
 import hf_music
 from hf_music import MidiReadError, MidiTokenizer
-from hf_music.resources import DEFAULT_MODEL_DIR
-from hf_music.tokenization_music_transformer import (
+from hf_music.music_transformer.tokenization_music_transformer import (
     MAX_PIECE_SECONDS,
     PerformanceNotes,
     PieceTooLongError,
     read_score,
 )
+from hf_music.resources import DEFAULT_MODEL_DIR
 
 STEP = 0.01
 TOLERANCE = STEP / 2 + 1e-6  # nearest-step rounding: at most half a step off

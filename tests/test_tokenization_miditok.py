@@ -29,8 +29,8 @@ from hf_music import MidiReadError, MidiTokenizer, MiditokTokenizer, load_tokeni
 from hf_music.generation import generate_ids
 from hf_music.hub import assemble_repo
 from hf_music.miditok_data import PITCH_OFFSETS, tokenize_with_miditok
+from hf_music.music_transformer.tokenization_miditok import VOCABULARIES, parse_options
 from hf_music.resources import load_model, override_tokenizer
-from hf_music.tokenization_miditok import VOCABULARIES, parse_options
 
 SONG = POP909 / "001.mid"
 OPTIONS = {"REMI": {"use_programs": True}, "TSD": {"use_programs": True}, "MIDILike": {"use_programs": True},

@@ -44,7 +44,7 @@ class MusicTransformerForCausalLM(GPT2LMHeadModel):
         super().__init__(config)
         # Sampling defaults written to generation_config.json: ancestral sampling without truncation
         # (truncation made samples repeat themselves), and hf_music's grammar settings, the same as
-        # hf_music.grammar.GRAMMAR_DEFAULTS (read by hf_music.generate_ids and custom_generate;
+        # grammar.GRAMMAR_DEFAULTS beside this file in hf_music (read by hf_music.generate_ids and custom_generate;
         # transformers' own generate keeps them as unused attributes).
         self.generation_config = GenerationConfig(
             do_sample=True,

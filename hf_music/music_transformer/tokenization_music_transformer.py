@@ -363,7 +363,7 @@ class MidiTokenizer(PreTrainedTokenizer):
     model_input_names = ["input_ids", "attention_mask"]
     # hf_music's music-tokenizer interface (hf_music.music_tokenizer.MusicTokenizer) beyond MIDI <-> ids:
     # what generate_ids can steer with these ids: transformers' warpers, and the performance grammar
-    # (hf_music.grammar, a checkpoint's custom_generate/): "constrained" and its limits and soft rules.
+    # (grammar.py beside this file in hf_music, a checkpoint's custom_generate/): "constrained" and its limits and soft rules.
     sampling_controls = (
         "temperature", "top_k", "top_p", "min_p", "constrained", "pitch_temperature", "max_polyphony",
         "max_silence_seconds", "max_note_seconds", "soft_note_seconds", "repeat_penalty",
