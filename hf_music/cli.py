@@ -16,11 +16,14 @@ import importlib
 import sys
 
 COMMANDS = {
-    "generate": ("hf_music.__main__", "compose piano music with a Music Transformer (MIDI and WAV)"),
-    "train": ("hf_music.train", "train or fine-tune a Music Transformer with Accelerate"),
-    "evaluate": ("hf_music.evaluate", "NLL and music statistics of a checkpoint on a held-out split"),
-    "push": ("hf_music.push", "publish a checkpoint with its model card to the Hugging Face Hub"),
-    "prepare": ("hf_music.prepare", "tokenize a corpus once into a token pack"),
+    "generate": ("hf_music.commands.generate", "compose piano music with a Music Transformer (MIDI and WAV)"),
+    "train": ("hf_music.commands.train", "train or fine-tune a Music Transformer with Accelerate"),
+    "evaluate": (
+        "hf_music.commands.evaluate",
+        "NLL and music statistics of a checkpoint on a held-out split",
+    ),
+    "push": ("hf_music.commands.push", "publish a checkpoint with its model card to the Hugging Face Hub"),
+    "prepare": ("hf_music.commands.prepare", "tokenize a corpus once into a token pack"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Thin wrapper: the program is hf_music/evaluate.py, also installed as `hf-music evaluate`.
+"""Thin wrapper: the program is hf_music/commands/evaluate.py, also installed as `hf-music evaluate`.
 
 See `python scripts/evaluate.py --help` for every option.
 """

@@ -6,7 +6,7 @@
 See `python scripts/generate.py --help` for every option.
 """
 
-from hf_music.__main__ import main
+from hf_music.commands.generate import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Thin wrapper: the program is hf_music/prepare.py, also installed as `hf-music prepare`.
+"""Thin wrapper: the program is hf_music/commands/prepare.py, also installed as `hf-music prepare`.
 
 See `python scripts/prepare_data.py --help` for every option.
 """

@@ -1,11 +1,11 @@
-"""Thin wrapper: the program is hf_music/push.py, also installed as `hf-music push`.
+"""Thin wrapper: the program is hf_music/commands/push.py, also installed as `hf-music push`.
 
 See `python scripts/push_to_hub.py --help` for every option.
 """
 
 import sys
 
-from hf_music.push import main
+from hf_music.commands.push import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Thin wrapper: the program is hf_music/train.py, also installed as `hf-music train`.
+"""Thin wrapper: the program is hf_music/commands/train.py, also installed as `hf-music train`.
 
 See `python scripts/train.py --help` for every option.
 """

@@ -10,7 +10,7 @@ from conftest import MAESTRO_MINI
 from huggingface_hub.errors import StrictDataclassError
 
 from hf_music import MidiTokenizer, MusicTransformerConfig, MusicTransformerForCausalLM
-from hf_music.evaluate import main as evaluate_main
+from hf_music.commands.evaluate import main as evaluate_main
 from hf_music.hub import render_model_card
 from hf_music.run_record import (
     Corpus,

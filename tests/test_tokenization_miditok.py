@@ -256,7 +256,7 @@ def test_a_length_in_seconds_stops_once_the_decoded_music_lasts_that_long(mmm):
 
 
 def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
-    from hf_music import train
+    from hf_music.commands import train
 
     model = tiny_model(MidiTokenizer())
     model.save_pretrained(tmp_path / "base")
@@ -287,7 +287,7 @@ def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
 
 
 def test_fine_tuning_a_vocabulary_without_programs_says_instruments_are_lost():
-    from hf_music import train
+    from hf_music.commands import train
 
     args = train.parse_args(["--midi_dir", str(POP909), "--init_from", "base", "--block_size", "128"])
     assert "instruments are lost" in train.training_mode(args, MiditokTokenizer.from_miditok("REMI"))
@@ -314,7 +314,7 @@ def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     assert isinstance(tokenizer, MiditokTokenizer) and (Path(out / "best") / "miditok_params.json").is_file()
     assert not (out / "best" / "custom_generate").exists()  # the performance grammar does not apply
     # evaluate.py scores the checkpoint on the corpus read the same way, and compares samples.
-    from hf_music import evaluate
+    from hf_music.commands import evaluate
     from hf_music.run_record import RunRecord
 
     (validation,) = evaluate.main(["--model", str(out / "best"), "--midi_dir", str(corpus), "--validation_fraction",
@@ -363,7 +363,7 @@ def test_space_composes_with_a_miditok_checkpoint(tmp_path, monkeypatch, mmm):
 
 
 def test_the_command_line_names_the_vocabulary_and_tracks_only_where_kept(tmp_path, capsys):
-    from hf_music.__main__ import main
+    from hf_music.commands.generate import main
 
     for use_programs in (False, True):
         tok = MiditokTokenizer.from_miditok("REMI", use_programs=use_programs)

@@ -20,8 +20,8 @@ from fake_hub import FakeHub
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
+from hf_music.commands.train import CALIBRATION_STEPS
 from hf_music.run_record import Corpus, RunRecord
-from hf_music.train import CALIBRATION_STEPS
 from hf_music.training_config import CONFIG_FILE, TrainingConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,7 +252,7 @@ def test_the_embedded_model_is_a_checkpoint_train_py_fine_tunes(tmp_path):
 @pytest.mark.slow
 def test_bpe_run_learns_merges_and_its_checkpoint_evaluates_and_generates(tmp_path):
     from hf_music import MidiTokenizer, generate_ids, load_model
-    from hf_music.evaluate import main as evaluate
+    from hf_music.commands.evaluate import main as evaluate
     from hf_music.token_pack import load_corpus
 
     pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI).save(tmp_path / "mini.tokens.npz")
@@ -357,8 +357,8 @@ def test_validation_loss_is_the_evaluation_scripts_nll_on_the_same_blocks():
     from torch.utils.data import DataLoader, TensorDataset
 
     from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
+    from hf_music.commands.train import evaluate
     from hf_music.evaluation import ngram_log_probs, score_blocks
-    from hf_music.train import evaluate
 
     torch.manual_seed(0)
     model = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=64))

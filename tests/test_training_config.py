@@ -11,9 +11,9 @@ import json
 import pytest
 from conftest import MAESTRO_MINI
 
+from hf_music.commands.train import build_parser, parse_args
 from hf_music.resources import DEFAULT_MODEL_DIR
 from hf_music.run_record import RunRecord
-from hf_music.train import build_parser, parse_args
 from hf_music.training_config import (
     CONFIG_FILE,
     RECIPES_DIR,
