@@ -63,7 +63,7 @@ class DecoderStep(nn.Module):
         return torch.zeros(shape, dtype=dtype, device=self.lm_head.weight.device)
 
     def forward(self, input_ids: torch.Tensor, position, past: torch.Tensor):
-        batch, tokens = input_ids.shape
+        tokens = input_ids.shape[1]
         positions = torch.arange(tokens, device=input_ids.device) + position
         hidden = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
         if self.functional:
@@ -131,4 +131,112 @@ def export_onnx(model, path, batch: int = 1, opset: int = 18) -> str:
     return str(path)
 
 
-__all__ = ["ONNX_INPUTS", "ONNX_OUTPUTS", "DecoderStep", "export_onnx", "supports_lean_decoding"]
+def reprime_length(context: int) -> int:
+    """Tokens kept when a piece outgrows the context: the most recent three quarters of it.
+
+    GPT-2's positions are absolute, so a cache cannot roll: the kept tokens are prefilled again at
+    positions 0.. (one batched forward pass), and each window then adds a quarter of the context.
+    """
+    return 3 * context // 4
+
+
+class LeanSampler:
+    """Samples with `DecoderStep`: one prefill, then one step per token with the processors inside.
+
+    ``processors`` are applied as ``model.generate`` applies them (the grammar, then the warpers);
+    tokens are drawn with ``torch.multinomial`` on the softmax, as transformers does, so the same
+    seed gives the same ids. A row ends at <eos> (or a sampled <pad>) or once its music lasts ``steps_needed`` TIME_SHIFT
+    steps (``steps_of_id``); it is padded after that, as transformers pads it.
+    """
+
+    def __init__(self, model, processors, pad_token_id: int, eos_token_id: int, steps_of_id=None):
+        self.step = DecoderStep(model)
+        self.context = model.config.n_positions
+        self.processors, self.pad, self.eos = processors, pad_token_id, eos_token_id
+        self.steps_of_id = None if steps_of_id is None else torch.as_tensor(steps_of_id, dtype=torch.long)
+
+    @torch.inference_mode()
+    def sample(
+        self, prompt: torch.Tensor, max_new_tokens: int, steps_done=None, steps_needed=None, on_token=None
+    ):
+        """``prompt`` [batch, length] -> [batch, length + new] ids (new <= max_new_tokens; padded rows
+        ended). ``steps_done``: per row, music already made; ``on_token(steps)`` after each token."""
+        batch, start = prompt.shape
+        device = self.step.lm_head.weight.device
+        ids = torch.full((batch, start + max_new_tokens), self.pad, dtype=torch.long, device=device)
+        ids[:, :start] = prompt
+        steps = torch.zeros(batch, dtype=torch.long) if steps_done is None else steps_done.clone()
+        steps_of_id = None if self.steps_of_id is None else self.steps_of_id.to(device)
+        unfinished = torch.ones(batch, dtype=torch.bool, device=device)
+        cache = self.step.new_cache(batch)
+        length, position = start, self._prefill(ids, start, cache)
+        while length < start + max_new_tokens:
+            scores = self._logits.to(torch.float32)  # the logits of the last token seen
+            scores = self.processors(ids[:, :length], scores)
+            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            token = torch.where(unfinished, token, self.pad)
+            ids[:, length] = token
+            length += 1
+            unfinished &= (token != self.eos) & (token != self.pad)  # a sampled <pad> ends a row too
+            if steps_of_id is not None:
+                steps = steps + steps_of_id[token.clamp(max=len(steps_of_id) - 1)].cpu()
+                if steps_needed is not None:
+                    unfinished &= (steps < steps_needed).to(device)
+            if on_token is not None:
+                on_token(steps)
+            if not unfinished.any() or length == start + max_new_tokens:
+                break
+            if (
+                position == self.context - 1
+            ):  # the token takes the last slot: re-prime, as model.generate's windows end
+                position = self._prefill(ids, length, cache)
+            else:
+                self._logits = self.step(ids[:, length - 1 : length], position, cache)[0][:, -1]
+                position += 1
+        return ids[:, :length]
+
+    def _prefill(self, ids: torch.Tensor, length: int, cache: torch.Tensor) -> int:
+        """Run the most recent tokens that fit into an emptied cache; returns the next position."""
+        keep = length if length < self.context else reprime_length(self.context)
+        self._logits = self.step(ids[:, length - keep : length], 0, cache)[0][:, -1]
+        return keep
+
+
+def sampling_processors(grammar, temperature: float, top_k: int, top_p: float, min_p, suppress=()):
+    """The processors ``model.generate`` would run for these settings, in its order: tokens
+    suppressed, the grammar, then temperature, top-k, top-p and min-p (transformers' own warpers)."""
+    from transformers import (
+        LogitsProcessorList,
+        MinPLogitsWarper,
+        SuppressTokensLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    processors = LogitsProcessorList()
+    if suppress:
+        processors.append(SuppressTokensLogitsProcessor(list(suppress)))
+    if grammar is not None:
+        processors.append(grammar)
+    if temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        processors.append(TopKLogitsWarper(top_k=top_k))
+    if top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p=top_p))
+    if min_p is not None:
+        processors.append(MinPLogitsWarper(min_p=min_p))
+    return processors
+
+
+__all__ = [
+    "ONNX_INPUTS",
+    "ONNX_OUTPUTS",
+    "DecoderStep",
+    "LeanSampler",
+    "export_onnx",
+    "reprime_length",
+    "sampling_processors",
+    "supports_lean_decoding",
+]
