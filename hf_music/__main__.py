@@ -24,6 +24,7 @@ import torch
 
 from .audio import CHANNELS, SAMPLE_RATE, AudioUnavailableError, render_audio, write_wav
 from .generation import (
+    BACKENDS,
     generate_ids,
     is_miditok,
     mark_continuation,
@@ -92,6 +93,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--unconstrained", action="store_true", help="turn grammar-aware sampling off")
     parser.add_argument(
+        "--backend", choices=BACKENDS, default="auto",
+        help="lean: hf_music's own decoder (hf_music.decoding); transformers: model.generate; auto (default): "
+        "lean for hf_music's GPT-2 models with the performance vocabulary. --samples N are one batched run",
+    )  # fmt: skip
+    parser.add_argument(
         "--trust_remote_code",
         action="store_true",
         help="allow a non-music_transformer --model to run its code",
@@ -159,6 +165,7 @@ def compose(args) -> list[Path]:
     rows = generate_ids(
         model, tokenizer, prompt=prompt, max_new_tokens=max_new_tokens, max_seconds=seconds, **sampling,
         seed=seed, num_return_sequences=args.samples, constrained=not args.unconstrained, progress=True,
+        backend=args.backend,
     )  # fmt: skip
     generated = time.perf_counter()
     out, written = Path(args.out), []

@@ -155,3 +155,16 @@ def test_onnx_export_computes_the_same_step(short_model, excerpts, tmp_path):
         step(excerpts[:, :40], 0, cache)
     np.testing.assert_allclose(present[:, :, :, :, :40], cache[:, :, :, :, :40].numpy(), atol=1e-4)
     assert not present[:, :, :, :, 40:].any()
+
+
+def test_cli_samples_are_one_batched_run_and_the_same_from_either_backend(tmp_path):
+    from hf_music.__main__ import main
+
+    pieces = {}
+    for backend in ("lean", "transformers"):
+        out = tmp_path / backend / "piece.mid"
+        written = main(["--no_wav", "--seconds", "2", "--samples", "2", "--seed", "4", "--backend", backend,
+                        "--out", str(out)])  # fmt: skip
+        assert [path.name for path in written] == ["piece_1.mid", "piece_2.mid"]
+        pieces[backend] = [path.read_bytes() for path in written]
+    assert pieces["lean"] == pieces["transformers"] and pieces["lean"][0] != pieces["lean"][1]
