@@ -145,7 +145,7 @@ def test_vocabulary_comparison_scores_and_samples_each_checkpoint(tmp_path):
 def test_decoder_benchmark_prints_speed_and_music_rows():
     out = run_benchmark(
         "benchmark_decoder.py", "--tokens", "16", "--batch", "2", "--book_tokens", "8", "--seconds", "1",
-        "--threads", "1",
+        "--threads", "1", "--repeats", "1",
     )  # fmt: skip
     rows = table_rows(out)
     speed, music = rows[:10], rows[10:]
