@@ -1,8 +1,9 @@
 """Sampling music: `generate_midi`, the grammar-aware LogitsProcessor and the sliding window.
 
-Generation runs through ``model.generate`` (KV cache, transformers' temperature / top-k /
-top-p / min-p warpers) with the grammar of `hf_music.grammar` (a self-contained module that
-checkpoints also carry as ``custom_generate/generate.py``). Pieces longer than the model's context continue with a sliding
+Generation runs through `hf_music.decoding` (a preallocated KV cache, one step per token; for
+hf_music's GPT-2 models) or ``model.generate`` (``backend="transformers"``, and other models), both
+with transformers' temperature / top-k / top-p / min-p warpers and the grammar of `hf_music.grammar`
+(a self-contained module that checkpoints also carry as ``custom_generate/generate.py``). Pieces longer than the model's context continue with a sliding
 window: the most recent half of the context re-primes the model, and the grammar state
 (which pitches are sounding) is carried over from the whole history.
 """
@@ -222,7 +223,7 @@ def generate_ids(
             token; the performance vocabulary and GPT-2 models only), "transformers" with
             ``model.generate``, "auto" (default) with "lean" where it applies. With one context's
             worth of tokens both give the same ids for a seed; past the context both re-prime on
-            the most recent three quarters of it (`hf_music.decoding.reprime_length`).
+            the most recent half of it (`hf_music.decoding.reprime_length`).
     """
     settings = sampling_settings(
         model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_polyphony=max_polyphony,

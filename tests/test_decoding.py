@@ -108,8 +108,8 @@ def test_lean_samples_of_the_default_model_keep_the_grammar_and_the_length(defau
         assert 4.0 <= seconds < 5.1  # stops at the TIME_SHIFT that reaches 4 s (at most 1 s long)
 
 
-def test_reprime_keeps_three_quarters_of_the_context():
-    assert reprime_length(2048) == 1536 and reprime_length(64) == 48
+def test_reprime_keeps_half_of_the_context():
+    assert reprime_length(2048) == 1024 and reprime_length(64) == 32
 
 
 def test_backend_choice_is_checked(tokenizer):

@@ -286,7 +286,7 @@ def test_soft_note_limit_ends_notes_before_the_hard_limit(model, tokenizer):
         return int(np.count_nonzero(lengths >= 2.9)), len(lengths)
 
     capped, notes = long_notes(soft_note_seconds=None)
-    assert capped > 0.04 * notes  # the hard limit ends these (12 of 268 notes with this seed)
+    assert capped > 0.05 * notes  # the hard limit ends these
     assert long_notes(soft_note_seconds=1.0)[0] < capped / 2
 
 
