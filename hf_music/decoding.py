@@ -56,6 +56,24 @@ class DecoderStep(nn.Module):
         self.layers, self.max_len = config.n_layer, config.n_positions
         self.scale = None if config.scale_attn_weights else 1.0  # None: SDPA's 1/sqrt(head_dim)
         self.functional = functional
+        # Per block, its parameters (the model's own tensors, not copies), looked up once: a step
+        # is a few dozen small ops, and nn.Module attribute lookups would cost as much as the math.
+        self.blocks = [
+            (
+                (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+                block.attn.c_attn.weight,
+                block.attn.c_attn.bias,
+                block.attn.c_proj.weight,
+                block.attn.c_proj.bias,
+                (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+                block.mlp.c_fc.weight,
+                block.mlp.c_fc.bias,
+                block.mlp.act,
+                block.mlp.c_proj.weight,
+                block.mlp.c_proj.bias,
+            )
+            for block in self.transformer.h
+        ]
 
     def new_cache(self, batch: int, max_len: int | None = None, dtype=torch.float32) -> torch.Tensor:
         """An empty cache [layers, 2, batch, heads, max_len, head_dim] on the model's device."""
@@ -74,7 +92,7 @@ class DecoderStep(nn.Module):
             end = position + tokens
             mask = None if tokens == 1 else torch.ones(tokens, end, dtype=torch.bool).tril(position)
         layers = []
-        for index, block in enumerate(self.transformer.h):
+        for index, block in enumerate(self.blocks):
             hidden, layer_cache = self._block(block, hidden, past, index, position, positions, end, mask)
             layers.append(layer_cache)
         hidden = self.transformer.ln_f(hidden)
@@ -82,10 +100,11 @@ class DecoderStep(nn.Module):
         return logits, torch.stack(layers) if self.functional else past
 
     def _block(self, block, hidden, past, index, position, positions, end, mask):
+        """One GPT-2 block, op for op as transformers computes it (Conv1D: x @ W + b)."""
         batch, tokens, width = hidden.shape
-        attn = block.attn
-        x = block.ln_1(hidden).view(-1, width)
-        qkv = torch.addmm(attn.c_attn.bias, x, attn.c_attn.weight)  # GPT-2's Conv1D: x @ W + b
+        ln_1, qkv_w, qkv_b, proj_w, proj_b, ln_2, fc_w, fc_b, act, out_w, out_b = block
+        x = F.layer_norm(hidden, (width,), *ln_1).view(-1, width)
+        qkv = torch.addmm(qkv_b, x, qkv_w)
         q, k, v = qkv.view(batch, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.functional:
             keys = past[index, 0].index_copy(2, positions, k)
@@ -97,11 +116,10 @@ class DecoderStep(nn.Module):
             layer_cache = None
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
         y = y.transpose(1, 2).reshape(-1, width)
-        hidden = hidden + torch.addmm(attn.c_proj.bias, y, attn.c_proj.weight).view(batch, tokens, width)
-        x = block.ln_2(hidden).view(-1, width)
-        mlp = block.mlp
-        x = mlp.act(torch.addmm(mlp.c_fc.bias, x, mlp.c_fc.weight))
-        hidden = hidden + torch.addmm(mlp.c_proj.bias, x, mlp.c_proj.weight).view(batch, tokens, width)
+        hidden = hidden + torch.addmm(proj_b, y, proj_w).view(batch, tokens, width)
+        x = F.layer_norm(hidden, (width,), *ln_2).view(-1, width)
+        x = act(torch.addmm(fc_b, x, fc_w))
+        hidden = hidden + torch.addmm(out_b, x, out_w).view(batch, tokens, width)
         return hidden, layer_cache
 
 
@@ -176,7 +194,8 @@ class LeanSampler:
         length, position = start, self._prefill(ids, start, cache)
         while length < start + max_new_tokens:
             scores = self._logits.to(torch.float32)  # the logits of the last token seen
-            scores = self.processors(ids[:, :length], scores)
+            for processor in self.processors:  # as LogitsProcessorList, without its per-call inspect
+                scores = processor(ids[:, :length], scores)
             token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
             token = torch.where(unfinished, token, self.pad)
             ids[:, length] = token
