@@ -75,10 +75,11 @@ class DecoderStep(nn.Module):
             for block in self.transformer.h
         ]
 
-    def new_cache(self, batch: int, max_len: int | None = None, dtype=torch.float32) -> torch.Tensor:
-        """An empty cache [layers, 2, batch, heads, max_len, head_dim] on the model's device."""
+    def new_cache(self, batch: int, max_len: int | None = None) -> torch.Tensor:
+        """An empty cache [layers, 2, batch, heads, max_len, head_dim], the model's dtype and device."""
         shape = (self.layers, 2, batch, self.heads, max_len or self.max_len, self.head_dim)
-        return torch.zeros(shape, dtype=dtype, device=self.lm_head.weight.device)
+        weight = self.lm_head.weight
+        return torch.zeros(shape, dtype=weight.dtype, device=weight.device)
 
     def forward(self, input_ids: torch.Tensor, position, past: torch.Tensor):
         tokens = input_ids.shape[1]
@@ -90,7 +91,9 @@ class DecoderStep(nn.Module):
             end, mask = past.shape[4], keys_seen
         else:
             end = position + tokens
-            mask = None if tokens == 1 else torch.ones(tokens, end, dtype=torch.bool).tril(position)
+            mask = None
+            if tokens > 1:
+                mask = torch.ones(tokens, end, dtype=torch.bool, device=input_ids.device).tril(position)
         layers = []
         for index, block in enumerate(self.blocks):
             hidden, layer_cache = self._block(block, hidden, past, index, position, positions, end, mask)

@@ -99,6 +99,15 @@ def test_both_backends_give_the_same_ids_for_a_seed(short_model, tokenizer):
         assert lean == generate_ids(short_model, tokenizer, max_new_tokens=300, seed=3, **sampling)  # auto
 
 
+def test_a_bfloat16_model_decodes_in_its_own_dtype(tokenizer):
+    torch.manual_seed(0)
+    config = MusicTransformerConfig.from_preset("tiny", n_positions=64, initializer_range=0.2)
+    model = MusicTransformerForCausalLM(config).eval().to(torch.bfloat16)
+    assert DecoderStep(model).new_cache(1).dtype == torch.bfloat16
+    lean = generate_ids(model, tokenizer, max_new_tokens=100, seed=2, backend="lean")
+    assert lean == generate_ids(model, tokenizer, max_new_tokens=100, seed=2, backend="transformers")
+
+
 def test_lean_samples_of_the_default_model_keep_the_grammar_and_the_length(default_model, tokenizer):
     rows = generate_ids(default_model, tokenizer, max_seconds=4.0, max_new_tokens=2000, seed=0,
                         num_return_sequences=2)  # fmt: skip
