@@ -9,9 +9,9 @@ position..position+tokens-1 and attending to the cache up to there. One call ser
 and only its filled part is read; `export_onnx` writes the same step as a graph whose cache is an
 input (``past``) and an output (``present``), for onnxruntime (Python or web).
 
-Why not ``model.generate``: at batch 1 a 3.8M-parameter model needs ~12 MFLOP per token, but
-transformers' per-step machinery (cache objects, masks, processors, stopping checks) costs more than
-the arithmetic.
+Why not ``model.generate``: at batch 1 a 3.8M-parameter model needs ~12 MFLOP per token, and
+transformers' per-step machinery (cache objects, masks, processor lists, stopping checks) cost as
+much as the model itself (the same ids came out at about twice the speed here).
 """
 
 from __future__ import annotations
@@ -170,8 +170,8 @@ class LeanSampler:
 
     ``processors`` are applied as ``model.generate`` applies them (the grammar, then the warpers);
     tokens are drawn with ``torch.multinomial`` on the softmax, as transformers does, so the same
-    seed gives the same ids. A row ends at <eos> (or a sampled <pad>) or once its music lasts ``steps_needed`` TIME_SHIFT
-    steps (``steps_of_id``); it is padded after that, as transformers pads it.
+    seed gives the same ids. A row ends at <eos> (or a sampled <pad>) or once its music lasts
+    ``steps_needed`` TIME_SHIFT steps (``steps_of_id``); it is padded after that, as transformers pads it.
     """
 
     def __init__(self, model, processors, pad_token_id: int, eos_token_id: int, steps_of_id=None):
@@ -194,9 +194,10 @@ class LeanSampler:
         steps_of_id = None if self.steps_of_id is None else self.steps_of_id.to(device)
         unfinished = torch.ones(batch, dtype=torch.bool, device=device)
         cache = self.step.new_cache(batch)
-        length, position = start, self._prefill(ids, start, cache)
+        length = start
+        position, logits = self._prefill(ids, length, cache)
         while length < start + max_new_tokens:
-            scores = self._logits.to(torch.float32)  # the logits of the last token seen
+            scores = logits.to(torch.float32)  # the next token's, as model.generate takes them
             for processor in self.processors:  # as LogitsProcessorList, without its per-call inspect
                 scores = processor(ids[:, :length], scores)
             token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
@@ -212,23 +213,24 @@ class LeanSampler:
                 on_token(steps)
             if not unfinished.any() or length == start + max_new_tokens:
                 break
-            if (
-                position == self.context - 1
-            ):  # the token takes the last slot: re-prime, as model.generate's windows end
-                position = self._prefill(ids, length, cache)
+            # A token for the last slot of the context ends the window, as in model.generate's windows.
+            if position == self.context - 1:
+                position, logits = self._prefill(ids, length, cache)
             else:
-                self._logits = self.step(ids[:, length - 1 : length], position, cache)[0][:, -1]
+                logits = self.step(ids[:, length - 1 : length], position, cache)[0][:, -1]
                 position += 1
         return ids[:, :length]
 
-    def _prefill(self, ids: torch.Tensor, length: int, cache: torch.Tensor) -> int:
-        """Run the most recent tokens that fit into an emptied cache; returns the next position."""
+    def _prefill(self, ids: torch.Tensor, length: int, cache: torch.Tensor):
+        """The most recent tokens that fit, run from position 0 (overwriting the cache): returns the
+        next position and the last token's logits."""
         keep = length if length < self.context else reprime_length(self.context)
-        self._logits = self.step(ids[:, length - keep : length], 0, cache)[0][:, -1]
-        return keep
+        return keep, self.step(ids[:, length - keep : length], 0, cache)[0][:, -1]
 
 
-def sampling_processors(grammar, temperature: float, top_k: int, top_p: float, min_p, suppress=()):
+def sampling_processors(
+    grammar, temperature: float, top_k: int, top_p: float, min_p, suppress=(), device="cpu"
+):
     """The processors ``model.generate`` would run for these settings, in its order: tokens
     suppressed, the grammar, then temperature, top-k, top-p and min-p (transformers' own warpers)."""
     from transformers import (
@@ -242,7 +244,7 @@ def sampling_processors(grammar, temperature: float, top_k: int, top_p: float, m
 
     processors = LogitsProcessorList()
     if suppress:
-        processors.append(SuppressTokensLogitsProcessor(list(suppress)))
+        processors.append(SuppressTokensLogitsProcessor(list(suppress), device=device))
     if grammar is not None:
         processors.append(grammar)
     if temperature != 1.0:

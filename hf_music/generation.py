@@ -289,15 +289,15 @@ def _sample_lean(model, tokenizer, settings, rows, constrained, stop_at_eos, max
     sampling = _sampling_kwargs(settings, tokenizer)
     # Without the grammar, <eos> is masked as model.generate's min_new_tokens masks it.
     suppress = () if stop_at_eos or constrained else (tokenizer.eos_token_id,)
-    processors = sampling_processors(
-        grammar, sampling["temperature"], sampling["top_k"], sampling["top_p"], sampling["min_p"], suppress
-    )
+    device = next(model.parameters()).device
+    warpers = {name: sampling[name] for name in ("temperature", "top_k", "top_p", "min_p")}
+    processors = sampling_processors(grammar, **warpers, suppress=suppress, device=device)
     sampler = LeanSampler(
         model, processors, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.steps_of_id
     )
     on_token = None if bar is None else _bar_updater(bar, tokenizer, duration)
     out = sampler.sample(
-        torch.tensor(rows, device=next(model.parameters()).device), max_new_tokens,
+        torch.tensor(rows, device=device), max_new_tokens,
         steps_done=duration.steps_done(rows) if duration.steps_needed is not None else None,
         steps_needed=duration.steps_needed, on_token=on_token,
     )  # fmt: skip
