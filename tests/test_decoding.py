@@ -99,6 +99,16 @@ def test_both_backends_give_the_same_ids_for_a_seed(short_model, tokenizer):
         assert lean == generate_ids(short_model, tokenizer, max_new_tokens=300, seed=3, **sampling)  # auto
 
 
+def test_both_backends_continue_a_prompt_longer_than_the_context_alike(short_model, tokenizer, excerpts):
+    prompt = excerpts[0, :100].tolist()  # 100 real events for a 64-event context: re-primed at once
+    for max_new_tokens in (1, 31, 90):
+        lean = generate_ids(short_model, tokenizer, prompt, max_new_tokens=max_new_tokens, seed=5,
+                            num_return_sequences=2, backend="lean")  # fmt: skip
+        plain = generate_ids(short_model, tokenizer, prompt, max_new_tokens=max_new_tokens, seed=5,
+                             num_return_sequences=2, backend="transformers")  # fmt: skip
+        assert lean == plain and all(row[:100] == prompt and len(row) == 100 + max_new_tokens for row in lean)
+
+
 def test_a_bfloat16_model_decodes_in_its_own_dtype(tokenizer):
     torch.manual_seed(0)
     config = MusicTransformerConfig.from_preset("tiny", n_positions=64, initializer_range=0.2)
