@@ -20,18 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from .audio import CHANNELS, SAMPLE_RATE, AudioUnavailableError, render_audio, write_wav
-from .generation import (
-    BACKENDS,
-    generate_ids,
-    is_miditok,
-    mark_continuation,
-    prompt_to_ids,
-    sampling_settings,
-    time_steps,
-)
+from .generation import BACKENDS, generate_ids, mark_continuation, prompt_to_ids, sampling_settings
+from .music_tokenizer import offers_grammar
 from .resources import bundled_prompts, load_model, override_tokenizer
 
 
@@ -135,19 +126,18 @@ def compose(args) -> list[Path]:
         tokenizer, bundled_prompts().get(args.prompt, args.prompt), args.prompt_seconds
     )
     loaded = time.perf_counter()
-    miditok_vocabulary = getattr(tokenizer, "is_miditok", False)
-    # A miditok vocabulary has no time-shift clock: its default length is in tokens (MMM writes
+    # A vocabulary without a clock in its ids (miditok's) has its default length in tokens (MMM writes
     # whole tracks one after another, so a length in seconds could stop before the second track).
-    default_seconds = None if miditok_vocabulary else 20.0
+    default_seconds = None if tokenizer.time_step is None else 20.0
     seconds = args.seconds if args.seconds is not None or args.max_new_tokens else default_seconds
     if seconds is not None and not 0 < seconds <= MAX_SECONDS:
         raise ValueError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
     max_new_tokens = args.max_new_tokens or (
         MIDITOK_DEFAULT_TOKENS if seconds is None else max(4096, int(seconds * TOKENS_PER_SECOND_CAP))
     )
-    if miditok_vocabulary:
+    if not offers_grammar(tokenizer):
         print(
-            f"vocabulary: miditok {tokenizer.vocabulary_name}, {max_new_tokens} new tokens per piece; "
+            f"vocabulary: {tokenizer.vocabulary_description}, {max_new_tokens} new tokens per piece; "
             "grammar-aware sampling and its limits are the performance vocabulary's and stay off"
         )
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -181,7 +171,7 @@ def compose(args) -> list[Path]:
         instruments = f", {len(tracks)} tracks (programs {', '.join(str(t.program) for t in tracks)})"
         print(
             f"wrote {path}: {score.note_num()} notes, {score.to('second').end():.1f} s, {len(row)} tokens"
-            + (instruments if miditok_vocabulary else "")
+            + (instruments if tokenizer.keeps_instruments else "")
         )
         if not args.no_wav:
             try:
@@ -235,9 +225,7 @@ def read_prompt(tokenizer, prompt, prompt_seconds: float | None) -> tuple[list[i
         print(
             f"prompt: the first {window:g} s of {Path(prompt).name}, which lasts {length:.0f} s (--prompt_seconds)"
         )
-    if is_miditok(tokenizer):
-        return ids, float(tokenizer.seconds(ids))
-    return ids, int(time_steps(torch.tensor(ids), tokenizer)) * tokenizer.time_step
+    return ids, float(tokenizer.seconds(ids))
 
 
 if __name__ == "__main__":

@@ -130,7 +130,8 @@ def main(argv=None) -> list[Evaluation]:
     started = time.perf_counter()
     model, tokenizer = load_model(args.model, args.device)
     tokenizer = override_tokenizer(model, tokenizer, args.tokenizer)
-    performance_ids = None if getattr(tokenizer, "is_miditok", False) else tokenizer
+    # Per second and per note need a clock in the ids (steps_of_id, notes_of_id): the performance events'.
+    performance_ids = None if tokenizer.time_step is None else tokenizer
     pack = load_corpus(
         tokenizer, maestro=args.maestro_dir or args.maestro_zip, midi_dir=args.midi_dir,
         tokens_file=args.tokens_file, splits=("train", *args.split),

@@ -46,6 +46,17 @@ def ngram_log_probs(sequences, vocab_size: int, pad_id: int = 0) -> tuple[torch.
         return torch.from_numpy(np.log(p_unigram)), torch.from_numpy(np.log(p_bigram, out=p_bigram))
 
 
+def next_token_log_probs(model, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log P(token j+1 | tokens <= j), the model's most likely token j+1), both [B, L-1], from
+    whole blocks of real ids: the one NLL computation that training's validation and
+    `score_blocks` share. No attention mask, so SDPA runs its causal (flash) kernel; the whole
+    block goes in (the last position's logits unused), the shape a compiled model trained on."""
+    logits = model(input_ids=input_ids, use_cache=False).logits[:, :-1]
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    targets = input_ids[:, 1:]
+    return log_probs.gather(-1, targets[..., None])[..., 0], log_probs.argmax(-1)
+
+
 @torch.inference_mode()
 def score_blocks(
     model,
@@ -87,9 +98,8 @@ def score_blocks(
         inputs, targets = batch[:, :-1], batch[:, 1:]
         positions = torch.arange(targets.shape[1], device=device)
         scored = positions[None, :] >= first[start : start + batch_size].to(device)[:, None]
-        log_probs = torch.log_softmax(model(input_ids=inputs, use_cache=False).logits.float(), dim=-1)
         per_model = [
-            (log_probs.gather(-1, targets[..., None])[..., 0], log_probs.argmax(-1)),
+            next_token_log_probs(model, batch),
             (bigram[inputs, targets], bigram[inputs].argmax(-1)),
             (unigram[targets], torch.full_like(targets, int(unigram.argmax()))),
         ]
@@ -431,6 +441,7 @@ __all__ = [
     "music_features",
     "musical_statistics",
     "musicality_summary",
+    "next_token_log_probs",
     "ngram_log_probs",
     "out_of_range",
     "out_of_range_limits",

@@ -23,7 +23,8 @@ from .grammar import (
     sounding_clock,
     sounding_pitches,
 )
-from .tokenization_music_transformer import MidiTokenizer, PerformanceNotes
+from .music_tokenizer import offers_grammar
+from .tokenization_music_transformer import MidiTokenizer
 
 
 def time_steps(ids: torch.Tensor, tokenizer: MidiTokenizer) -> torch.Tensor:
@@ -87,19 +88,8 @@ def prompt_to_ids(
         ]
     elif isinstance(prompt, list | tuple) and all(isinstance(i, int | np.integer) for i in prompt):
         ids = [int(i) for i in prompt]
-    elif is_miditok(tokenizer):
-        ids = tokenizer.encode_midi(prompt, add_special_tokens=False, max_seconds=prompt_seconds, name=name)
     else:
-        notes = tokenizer.midi_to_notes(prompt, name=name)
-        if prompt_seconds is not None:
-            keep = notes.onset < prompt_seconds
-            notes = PerformanceNotes(
-                notes.onset[keep],
-                np.minimum(notes.offset[keep], prompt_seconds),
-                notes.pitch[keep],
-                notes.velocity[keep],
-            )
-        ids = tokenizer.encode_notes(notes, add_special_tokens=False).tolist()
+        ids = tokenizer.encode_midi(prompt, add_special_tokens=False, max_seconds=prompt_seconds, name=name)
     while ids and ids[-1] in (tokenizer.eos_token_id, tokenizer.pad_token_id):
         ids.pop()
     if not ids or ids[0] != tokenizer.bos_token_id:
@@ -107,13 +97,8 @@ def prompt_to_ids(
     return ids
 
 
-def is_miditok(tokenizer) -> bool:
-    """A miditok vocabulary (`MiditokTokenizer`): no performance grammar, no TIME_SHIFT clock."""
-    return getattr(tokenizer, "is_miditok", False)
-
-
 class _DecodedDurationCriteria(StoppingCriteria):
-    """For a miditok vocabulary: every ``every`` tokens, decode each row and stop those whose new music
+    """For a vocabulary without a clock in its ids (miditok's): every ``every`` tokens, decode each row and stop those whose new music
     (after the prompt's) lasts ``max_seconds``. With MMM, tracks come one after another, so the first
     track alone can reach the length: give such vocabularies ``max_new_tokens`` instead."""
 
@@ -236,14 +221,14 @@ def generate_ids(
         )
     if max_new_tokens < 1 or num_return_sequences < 1:
         raise ValueError("max_new_tokens and num_return_sequences must be >= 1")
-    miditok_vocabulary = is_miditok(tokenizer)
-    constrained = constrained and not miditok_vocabulary  # the grammar is the performance vocabulary's
+    grammar_offered = offers_grammar(tokenizer)  # the grammar is the performance vocabulary's
+    constrained = constrained and grammar_offered
     prompt_ids = prompt_to_ids(prompt, tokenizer, prompt_seconds)
     rows = [list(prompt_ids) for _ in range(num_return_sequences)]
     start, target = len(prompt_ids), len(prompt_ids) + max_new_tokens
     duration = _Duration(tokenizer, prompt_ids, start, max_seconds)
     device = next(model.parameters()).device
-    lean = _use_lean(backend, model, miditok_vocabulary)
+    lean = _use_lean(backend, model, tokenizer)
     bar = _progress_bar(max_new_tokens, duration) if progress else None
     was_training = model.training
     model.eval()
@@ -271,10 +256,12 @@ def generate_ids(
 BACKENDS = ("auto", "lean", "transformers")
 
 
-def _use_lean(backend: str, model, miditok_vocabulary: bool) -> bool:
+def _use_lean(backend: str, model, tokenizer) -> bool:
+    """Whether to sample with `LeanSampler`: a GPT-2 model and a vocabulary with the grammar and a
+    clock in its ids (the performance events), unless ``backend="transformers"``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    applies = supports_lean_decoding(model) and not miditok_vocabulary
+    applies = supports_lean_decoding(model) and offers_grammar(tokenizer) and tokenizer.time_step is not None
     if backend == "lean" and not applies:
         raise ValueError(
             f"backend='lean' needs a GPT-2 model and the performance vocabulary ({type(model).__name__} "
@@ -319,7 +306,7 @@ def _bar_updater(bar, tokenizer, duration):
 def _sample_transformers(model, tokenizer, settings, rows, constrained, stop_at_eos, target, duration, bar):
     """Windows of ``model.generate``, re-primed on the most recent tokens once the context is full."""
     context = model.config.n_positions
-    miditok_vocabulary = is_miditok(tokenizer)
+    grammar_offered = offers_grammar(tokenizer)
     device = next(model.parameters()).device
     finished = [False] * len(rows)
     while len(rows[0]) < target and not all(finished):
@@ -336,7 +323,7 @@ def _sample_transformers(model, tokenizer, settings, rows, constrained, stop_at_
             min_new_tokens=None if stop_at_eos or constrained else steps,
             logits_processor=processors,
             # Without the grammar processor, <pad>/<bos> must still never be sampled mid-piece.
-            suppress_tokens=[tokenizer.pad_token_id, tokenizer.bos_token_id] if miditok_vocabulary else None,
+            suppress_tokens=[tokenizer.pad_token_id, tokenizer.bos_token_id] if not grammar_offered else None,
             stopping_criteria=duration.criteria(rows, window.shape[1], device),
             streamer=None if bar is None else duration.streamer(bar, rows),
             **_sampling_kwargs(settings, tokenizer),
@@ -369,14 +356,14 @@ def _sampling_kwargs(settings: dict, tokenizer) -> dict:
 
 
 class _Duration:
-    """--max_seconds: how long the new music must last, counted in TIME_SHIFT steps for the
-    performance vocabulary, by decoding for a miditok one (which has no such clock)."""
+    """--max_seconds: how long the new music must last, counted in clock (TIME_SHIFT) steps for a
+    vocabulary with a clock in its ids (`time_step`), by decoding for one without (miditok's)."""
 
     def __init__(self, tokenizer, prompt_ids, start: int, max_seconds: float | None):
         self.tokenizer, self.start, self.max_seconds = tokenizer, start, max_seconds
         self.steps_needed = None  # TIME_SHIFT steps of new music, performance vocabulary only
         self.prompt_seconds = 0.0  # music already in the prompt, miditok vocabularies only
-        if max_seconds is not None and not is_miditok(tokenizer):
+        if max_seconds is not None and tokenizer.time_step is not None:
             self.steps_needed = max(1, round(max_seconds * 1000 / tokenizer.time_resolution_ms))
         elif max_seconds is not None:
             self.prompt_seconds = tokenizer.seconds(prompt_ids)

@@ -191,8 +191,9 @@ def load_corpus(
     tokens_file: a pack written by `TokenPack.save`; checked against the tokenizer's vocabulary.
     splits: only these splits (default: all). MIDI is tokenized with `datasets`, imported only
     here; bad files are skipped, counted and named in ``info["skipped"]``.
-    max_seq_len, augment: for a MiditokTokenizer only, the train split is cut into pieces of at
-    most max_seq_len tokens and augmented with miditok's own functions (`hf_music.miditok_data`).
+    max_seq_len, augment: for a tokenizer whose ``augmentation_stage`` is "corpus" (MiditokTokenizer)
+    only, the train split is cut into pieces of at most max_seq_len tokens and augmented with
+    miditok's own functions (`hf_music.miditok_data`).
     """
     if sum(x is not None for x in (maestro, midi_dir, tokens_file)) != 1:
         raise ValueError("give exactly one of maestro, midi_dir, tokens_file")
@@ -230,7 +231,7 @@ def load_corpus(
         }
         corpus["license"] = license or MAESTRO_LICENSE
     raw = DatasetDict({name: split for name, split in raw.items() if splits is None or name in splits})
-    if getattr(tokenizer, "is_miditok", False):
+    if tokenizer.augmentation_stage == "corpus":  # split and augmented as Scores, by miditok
         corpus["source_sha256"] = file_sha256(source)
         return _miditok_pack(raw, tokenizer, corpus, started, max_seq_len, augment)
     ds, reports = tokenize_dataset(raw, tokenizer, num_proc=num_proc, return_report=True)

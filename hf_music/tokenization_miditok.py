@@ -110,7 +110,14 @@ class MiditokTokenizer(PreTrainedTokenizer):
 
     vocab_files_names = {"params_file": MIDITOK_PARAMS_FILE}
     model_input_names = ["input_ids", "attention_mask"]
-    is_miditok = True  # how hf_music's data and generation code tell the two tokenizers apart
+    # hf_music's music-tokenizer interface (hf_music.music_tokenizer.MusicTokenizer) beyond MIDI <-> ids:
+    # transformers' warpers only (the performance grammar reads performance events' ids).
+    sampling_controls = ("temperature", "top_k", "top_p", "min_p")
+    # The train split is cut into pieces and transposed as Scores when the corpus is read, by
+    # miditok's own functions (hf_music.miditok_data), not per window.
+    augmentation_stage = "corpus"
+    # No clock in the ids: seconds of music are known by decoding (`seconds`).
+    time_step = None
 
     def __init__(self, params_file: str | None = None, miditok_tokenizer=None, **kwargs):
         if miditok_tokenizer is None:
@@ -209,6 +216,12 @@ class MiditokTokenizer(PreTrainedTokenizer):
     def keeps_instruments(self) -> bool:
         """True when tracks (and their General MIDI programs) survive encoding."""
         return bool(self.miditok.config.use_programs)
+
+    @property
+    def vocabulary_description(self) -> str:
+        """The vocabulary in words, for the line saying what a training run does."""
+        tracks = "tracks and their programs kept" if self.keeps_instruments else "tracks merged into one part"
+        return f"the miditok {self.vocabulary_name} vocabulary ({self.vocab_size} ids; {tracks})"
 
     # ------------------------------------------------------------------ MIDI -> ids
     def prepare_score(self, score):

@@ -361,6 +361,17 @@ class MidiTokenizer(PreTrainedTokenizer):
 
     vocab_files_names: dict[str, str] = {}  # the vocabulary follows from the arguments alone
     model_input_names = ["input_ids", "attention_mask"]
+    # hf_music's music-tokenizer interface (hf_music.music_tokenizer.MusicTokenizer) beyond MIDI <-> ids:
+    # what generate_ids can steer with these ids: transformers' warpers, and the performance grammar
+    # (hf_music.grammar, a checkpoint's custom_generate/): "constrained" and its limits and soft rules.
+    sampling_controls = (
+        "temperature", "top_k", "top_p", "min_p", "constrained", "pitch_temperature", "max_polyphony",
+        "max_silence_seconds", "max_note_seconds", "soft_note_seconds", "repeat_penalty",
+    )  # fmt: skip
+    # Training augmentation is drawn per window from the ids (hf_music.windows: transposed NOTE_ONs,
+    # time stretched by re-encoding), not when the corpus is read.
+    augmentation_stage = "windows"
+    keeps_instruments = False  # every non-drum track is merged into one piano part
 
     def __init__(
         self,
@@ -605,11 +616,25 @@ class MidiTokenizer(PreTrainedTokenizer):
         kwargs = {k: v for k, v in self.init_kwargs.items() if k != "bpe_merges"}
         return type(self)(**{**kwargs, "bpe_merges": merges})
 
+    @property
+    def vocabulary_description(self) -> str:
+        """The vocabulary in words, for the line saying what a training run does."""
+        merges = f", {len(self.bpe_merges)} of them BPE merges" if self.is_bpe else ""
+        return f"the performance-event vocabulary ({self.vocab_size} ids{merges}; tracks merged into one piano part)"
+
     # ------------------------------------------------------------------ MIDI -> ids
     @property
     def time_step(self) -> float:
-        """Seconds per TIME_SHIFT step."""
+        """Seconds per TIME_SHIFT step: the ids carry a clock (``steps_of_id``) that counts the music."""
         return self.time_resolution_ms / 1000.0
+
+    def seconds(self, ids) -> float:
+        """Seconds of music the ids advance: their TIME_SHIFT steps (merged tokens included)."""
+        ids = as_id_array(ids)
+        known = ids[
+            (ids >= 0) & (ids < len(self.steps_of_id))
+        ]  # a model's vocabulary may be padded past ours
+        return int(self.steps_of_id[known].sum()) * self.time_step
 
     def midi_to_notes(self, midi, name: str | None = None) -> PerformanceNotes:
         """Read a path, bytes or Score into merged, pedal-extended note arrays (seconds)."""
@@ -620,15 +645,27 @@ class MidiTokenizer(PreTrainedTokenizer):
         score, dropped = read_score(midi, name)
         return score_to_notes(score, sustain_pedal=self.sustain_pedal), dropped
 
-    def encode_midi(self, midi, add_special_tokens: bool = True) -> list[int] | list[list[int]]:
+    def encode_midi(
+        self, midi, add_special_tokens: bool = True, max_seconds: float | None = None, name: str | None = None
+    ) -> list[int] | list[list[int]]:
         """Encode a MIDI path, raw bytes or ``symusic.Score`` (or a list of them) into token ids.
 
-        Raises MidiReadError (a ValueError naming the file) for unreadable input. A valid file
-        without notes gives only the special tokens.
+        ``max_seconds`` keeps only the notes that start before that time, cut there (a prompt's
+        first seconds); ``name`` is how errors name MIDI bytes. Raises MidiReadError (a ValueError
+        naming the file) for unreadable input. A valid file without notes gives only the special tokens.
         """
         if isinstance(midi, (list, tuple)):
-            return [self.encode_midi(m, add_special_tokens=add_special_tokens) for m in midi]
-        return self.encode_notes(self.midi_to_notes(midi), add_special_tokens=add_special_tokens).tolist()
+            return [self.encode_midi(m, add_special_tokens, max_seconds) for m in midi]
+        notes = self.midi_to_notes(midi, name=name)
+        if max_seconds is not None:
+            keep = notes.onset < max_seconds
+            notes = PerformanceNotes(
+                notes.onset[keep],
+                np.minimum(notes.offset[keep], max_seconds),
+                notes.pitch[keep],
+                notes.velocity[keep],
+            )
+        return self.encode_notes(notes, add_special_tokens=add_special_tokens).tolist()
 
     def quantize_notes(self, notes: PerformanceNotes) -> tuple[np.ndarray, ...]:
         """Notes on the step grid, in event order, with a re-struck pitch ending the sounding one.

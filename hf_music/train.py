@@ -4,6 +4,7 @@
     accelerate launch --config_file scripts/accelerate/multi_gpu.yaml scripts/train.py --preset base ...
     python scripts/train.py --init_from runs/maestro/best --midi_dir my_midis --max_steps 500   # fine-tune
     python scripts/train.py --config my_run.yaml          # any argument below, from JSON or YAML
+    python scripts/train.py --config default_model        # a recipe of the package (hf_music/assets/recipes)
     python scripts/train.py --tokens_file data/maestro-v3.0.0.tokens.npz ...  # a pack from prepare_data.py
 
 Readable top to bottom, in the spirit of transformers' run_clm_no_trainer.py and nanoGPT:
@@ -38,9 +39,11 @@ from transformers import get_scheduler
 from transformers.utils import cached_file
 
 import hf_music
+from hf_music.evaluation import next_token_log_probs
 from hf_music.flops import peak_flops, training_flops_per_token
 from hf_music.hub import check_repo_id, push_to_hub
 from hf_music.modeling_music_transformer import CUSTOM_GENERATE_DIR
+from hf_music.music_tokenizer import offers_grammar
 from hf_music.run_record import (
     RECORD_FILE,
     Corpus,
@@ -51,11 +54,18 @@ from hf_music.run_record import (
     ValidationPoint,
 )
 from hf_music.token_pack import TokenPack, load_corpus, merged_pack
+from hf_music.training_config import (
+    CALIBRATION_STEPS,
+    CONFIG_FILE,
+    TrainingConfig,
+    TrainingConfigError,
+    add_arguments,
+    config_path,
+    read_config_file,
+    recipes,
+    resume_conflicts,
+)
 from hf_music.windows import Augmentation, WindowSampler, evaluation_blocks
-
-# Steps timed by --max_minutes: after the first (compiling) steps, within the warm-up, where the
-# learning rate does not depend on the run's length.
-CALIBRATION_STEPS = (10, 40)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,115 +73,68 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--config", default=None, help="JSON or YAML file of arguments (the command line wins)"
-    )
-    data = parser.add_argument_group("data")
-    data.add_argument("--maestro_dir", default=None, help="extracted MAESTRO folder")
-    data.add_argument("--maestro_zip", default=None, help="maestro-v3.0.0-midi.zip, a path or URL")
-    data.add_argument("--maestro_version", default="v3.0.0")
-    data.add_argument(
-        "--midi_dir", default=None, help="any folder of MIDI files (fine-tuning on a new corpus)"
-    )
-    data.add_argument(
-        "--tokens_file", default=None, help="a token pack from scripts/prepare_data.py (needs only numpy)"
-    )
-    data.add_argument("--validation_fraction", type=float, default=0.1, help="with --midi_dir")
-    data.add_argument("--block_size", type=int, default=512)
-    data.add_argument("--augment", action="store_true", help="transpose +-3 and stretch +-5%% (train split)")
-    data.add_argument("--num_proc", type=int, default=None, help="processes for tokenization")
-    data.add_argument(
-        "--tokenizer",
+        "--config",
         default=None,
-        help="a new model's vocabulary: 'performance' (default: performance events, tracks merged into one "
-        "piano part), a miditok vocabulary (REMI, TSD, MIDILike, Structured, MMM: instruments kept) or a "
-        "saved tokenizer folder; with --init_from only the model's own vocabulary works",
+        help="a JSON or YAML file of options (the command line wins), or a recipe of hf_music by name: "
+        + ", ".join(recipes()),
     )
-    data.add_argument(
-        "--tokenizer_options", default=None,
-        help='miditok config options for --tokenizer, e.g. "use_programs=true,num_velocities=16"',
-    )  # fmt: skip
-    data.add_argument(
-        "--bpe_vocab_size", type=int, default=None,
-        help="a new model's vocabulary: the performance events with byte-pair merges learned on the train "
-        "split (🤗 tokenizers' BPE trainer) up to this many ids (391 are the events)",
-    )  # fmt: skip
-    model = parser.add_argument_group("model")
-    model.add_argument("--preset", default="tiny", choices=sorted(hf_music.PRESETS))
-    model.add_argument(
-        "--config_overrides",
-        default=None,
-        help='change the preset, as in run_clm.py: "n_embd=256,n_layer=6,n_head=8"',
-    )
-    model.add_argument(
-        "--init_from", default=None, help="folder or Hub id to fine-tune instead of a new model"
-    )
-    model.add_argument(
-        "--trust_remote_code",
-        action="store_true",
-        help="let --init_from load a model type other than music_transformer by running its code",
-    )
-    model.add_argument("--dropout", type=float, default=None, help="override the config's dropouts")
-    model.add_argument("--compile", action="store_true", help="torch.compile the model")
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--batch_size", type=int, default=8, help="per device")
-    optim.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    optim.add_argument("--learning_rate", type=float, default=1e-3)
-    optim.add_argument("--weight_decay", type=float, default=0.1)
-    optim.add_argument("--warmup_steps", type=int, default=100)
-    optim.add_argument("--lr_scheduler", default="cosine")
-    optim.add_argument("--max_grad_norm", type=float, default=1.0)
-    optim.add_argument("--max_steps", type=int, default=None, help="optimizer steps (wins over --num_epochs)")
-    optim.add_argument("--num_epochs", type=int, default=10)
-    optim.add_argument(
-        "--max_minutes",
-        type=float,
-        default=None,
-        help="fit the run to this wall time: steps are counted from the speed of steps "
-        f"{CALIBRATION_STEPS[0]}-{CALIBRATION_STEPS[1]} (the schedule is stretched to match; the run record "
-        "keeps the step count, so --max_steps reproduces it)",
-    )
-    optim.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
-    optim.add_argument("--seed", type=int, default=0)
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", default="runs/music_transformer")
-    run.add_argument("--eval_steps", type=int, default=200)
-    run.add_argument(
-        "--num_evaluations",
-        type=int,
-        default=None,
-        help="evaluate this many times, evenly (wins over --eval_steps)",
-    )
-    run.add_argument("--max_eval_batches", type=int, default=None, help="cap evaluation cost on big corpora")
-    run.add_argument("--checkpointing_steps", type=int, default=500)
-    run.add_argument("--checkpoints_total_limit", type=int, default=3)
-    run.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder or 'latest'")
-    run.add_argument("--log_steps", type=int, default=20)
-    run.add_argument("--report_to", default="tensorboard", help="tensorboard, wandb, all or none")
-    run.add_argument(
-        "--push_to_hub", action="store_true", help="publish the best model with its card at the end"
-    )
-    run.add_argument("--hub_model_id", default=None, help="namespace/name for --push_to_hub")
-    run.add_argument("--hub_private", action="store_true")
+    add_arguments(parser)  # one per TrainingConfig field: the dataclass is the one list of options
     return parser
 
 
-def parse_args(argv=None):
-    """The arguments, from the command line over --config's file, checked against each other."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.config:
-        text = Path(args.config).read_text()
-        if args.config.endswith((".yaml", ".yml")):
-            import yaml
+def config_file_values(name: str) -> dict:
+    """The options a --config file (or recipe) sets, type-checked, with their declared types."""
+    path = config_path(name)
+    values = read_config_file(path)
+    config = TrainingConfig.from_dict(values, str(path))
+    return {key: getattr(config, key) for key in values}
 
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-        unknown = set(values) - set(vars(args))
-        if unknown:
-            parser.error(f"unknown keys in {args.config}: {', '.join(sorted(unknown))}")
-        parser.set_defaults(**values)
-        args = parser.parse_args(argv)
+
+def resume_checkpoint(args) -> Path:
+    """The folder --resume_from_checkpoint names; 'latest' is the last complete one of --output_dir."""
+    if args.resume_from_checkpoint != "latest":
+        return Path(args.resume_from_checkpoint)
+    found = complete_checkpoints(Path(args.output_dir))
+    if not found:
+        raise SystemExit(
+            f"--resume_from_checkpoint latest: no complete checkpoint in {args.output_dir}/checkpoints"
+        )
+    return found[-1]
+
+
+def layered_args(parser, argv) -> argparse.Namespace:
+    """The options from, weakest first: the defaults, a resumed checkpoint's training_config.json,
+    --config's file, the command line. A resume refuses options that change the run it continues."""
+    args = parser.parse_args(argv)
+    file_values = config_file_values(args.config) if args.config else {}
+    parser.set_defaults(**file_values)
+    args = parser.parse_args(argv)
+    if not args.resume_from_checkpoint:
+        return args
+    checkpoint = resume_checkpoint(args)
+    if not (checkpoint / CONFIG_FILE).is_file():  # written before training configs were saved
+        print(f"{checkpoint} has no {CONFIG_FILE}: the options are not checked against it")
+        return args
+    saved = TrainingConfig.load(checkpoint / CONFIG_FILE)
+    parser.set_defaults(**{**saved.to_dict(), **file_values})
+    args = parser.parse_args(argv)
+    conflicts = resume_conflicts(saved, TrainingConfig.from_namespace(args))
+    if conflicts:
+        parser.error(
+            f"--resume_from_checkpoint {checkpoint} continues a run these options would change (saved -> "
+            f"given): {'; '.join(conflicts)}; drop them, or start a new run"
+        )
+    return args
+
+
+def parse_args(argv=None):
+    """The arguments, from the command line over --config's file (and a resumed checkpoint's
+    config), checked against each other."""
+    parser = build_parser()
+    try:
+        args = layered_args(parser, argv)
+    except TrainingConfigError as error:
+        parser.error(str(error))
     sources = [s for s in (args.maestro_dir, args.maestro_zip, args.midi_dir, args.tokens_file) if s]
     if len(sources) != 1:
         parser.error("give exactly one of --maestro_dir, --maestro_zip, --midi_dir, --tokens_file")
@@ -252,15 +215,9 @@ def evaluate(model, loader, accelerator, max_batches=None):
         if step >= batches:
             break
         bar.update(1)
-        # Whole blocks of real tokens: no attention mask, so SDPA runs its causal (flash) kernel.
-        logits = model(input_ids=input_ids, use_cache=False).logits
-        labels = input_ids[:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), reduction="none"
-        )
-        valid = torch.ones_like(labels, dtype=torch.float64)
+        losses = -next_token_log_probs(model, input_ids)[0].double()
         # Per-sample sums, so gather_for_metrics can drop the samples duplicated to even out batches.
-        per_sample = torch.stack([(losses.view_as(valid).double() * valid).sum(1), valid.sum(1)], dim=1)
+        per_sample = torch.stack([losses.sum(1), torch.full_like(losses[:, 0], losses.shape[1])], dim=1)
         sums = accelerator.gather_for_metrics(per_sample)
         total_loss += sums[:, 0].sum()
         total_tokens += sums[:, 1].sum()
@@ -307,7 +264,7 @@ def export_model(accelerator, model, tokenizer, folder: Path, record: RunRecord)
     shutil.rmtree(tmp, ignore_errors=True)
     model = accelerator.unwrap_model(model)
     model.save_pretrained(tmp, safe_serialization=True)  # with custom_generate/ (the grammar)
-    if getattr(tokenizer, "is_miditok", False):  # the grammar is the performance vocabulary's
+    if not offers_grammar(tokenizer):  # custom_generate/ is the performance grammar
         shutil.rmtree(tmp / CUSTOM_GENERATE_DIR)
     tokenizer.model_max_length = model.config.n_positions  # what the checkpoint's users may prompt with
     tokenizer.save_pretrained(tmp)  # tokenizer_config.json and the fast tokenizer.json
@@ -439,8 +396,11 @@ def load_rng_state(folder: Path, process_index: int) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
-def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int, scheduler):
-    """Accelerate state + counters, written to step_N.tmp and renamed: a kill never leaves a half one."""
+def save_checkpoint(
+    accelerator, output_dir: Path, state: dict, limit: int, scheduler, config: TrainingConfig
+):
+    """Accelerate state, counters and the run's config, written to step_N.tmp and renamed: a kill
+    never leaves a half one."""
     final = output_dir / "checkpoints" / f"step_{state['completed_steps']}"
     tmp = final.with_name(final.name + ".tmp")
     if accelerator.is_main_process:
@@ -452,25 +412,13 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, limit: int, sche
     if accelerator.is_main_process:
         (tmp / SCHEDULER_FILE).write_text(json.dumps(scheduler.state_dict()))
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+        config.save(tmp)
         fsync_tree(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in complete_checkpoints(output_dir)[:-limit] if limit > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
-
-
-def vocabulary_of(tokenizer) -> str:
-    """A tokenizer's vocabulary in words, for the line saying what a run does."""
-    if getattr(tokenizer, "is_miditok", False):
-        tracks = (
-            "tracks and their programs kept" if tokenizer.keeps_instruments else "tracks merged into one part"
-        )
-        return f"the miditok {tokenizer.vocabulary_name} vocabulary ({tokenizer.vocab_size} ids; {tracks})"
-    merges = (
-        f", {len(tokenizer.bpe_merges)} of them BPE merges" if getattr(tokenizer, "is_bpe", False) else ""
-    )
-    return f"the performance-event vocabulary ({tokenizer.vocab_size} ids{merges}; tracks merged into one piano part)"
 
 
 def training_mode(args, tokenizer) -> str:
@@ -481,9 +429,9 @@ def training_mode(args, tokenizer) -> str:
     fine-tuned with the performance vocabulary at the price of its instruments.
     """
     if not args.init_from:
-        return f"training a new model from scratch with {vocabulary_of(tokenizer)}"
-    line = f"fine-tuning {args.init_from} with its own vocabulary, {vocabulary_of(tokenizer)}"
-    if not getattr(tokenizer, "is_miditok", False):
+        return f"training a new model from scratch with {tokenizer.vocabulary_description}"
+    line = f"fine-tuning {args.init_from} with its own vocabulary, {tokenizer.vocabulary_description}"
+    if not tokenizer.keeps_instruments:
         line += (
             ": instruments are lost (to keep them, train a new model: --tokenizer REMI "
             "--tokenizer_options use_programs=true, or --tokenizer MMM, without --init_from)"
@@ -498,7 +446,7 @@ def check_tokenizer_choice(args, base_tokenizer) -> None:
     wanted = hf_music.load_tokenizer(args.tokenizer, args.tokenizer_options)
     if type(wanted) is not type(base_tokenizer) or wanted.get_vocab() != base_tokenizer.get_vocab():
         raise SystemExit(
-            f"--init_from {args.init_from} has {vocabulary_of(base_tokenizer)}; --tokenizer {args.tokenizer} is "
+            f"--init_from {args.init_from} has {base_tokenizer.vocabulary_description}; --tokenizer {args.tokenizer} is "
             "another one, and a model's embeddings belong to its vocabulary. Either train a new model with "
             "--tokenizer (drop --init_from), or fine-tune with the base's vocabulary (drop --tokenizer)."
         )
@@ -562,19 +510,12 @@ def build_optimizer(model, args, max_steps: int):
     return optimizer, scheduler
 
 
-def resume_state(args, accelerator, output_dir: Path, scheduler) -> dict:
+def resume_state(args, accelerator, scheduler) -> dict:
     """The loop's counters: fresh, or loaded with the Accelerate state of --resume_from_checkpoint
     (model, optimizer), our RNG states and the scheduler's."""
     state = {"completed_steps": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "history": []}
     if args.resume_from_checkpoint:
-        checkpoint = Path(args.resume_from_checkpoint)
-        if args.resume_from_checkpoint == "latest":
-            found = complete_checkpoints(output_dir)
-            if not found:
-                raise SystemExit(
-                    f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir}/checkpoints"
-                )
-            checkpoint = found[-1]
+        checkpoint = resume_checkpoint(args)
         accelerator.load_state(str(checkpoint))
         load_rng_state(checkpoint, accelerator.process_index)
         scheduler.load_state_dict(json.loads((checkpoint / SCHEDULER_FILE).read_text()))
@@ -815,8 +756,9 @@ def train_loop(run: TrainingRun) -> Meter:
                 run_evaluation(run)
             if step % args.checkpointing_steps == 0 or step == run.max_steps:
                 save_checkpoint(
-                    accelerator, run.output_dir, state, args.checkpoints_total_limit, run.scheduler
-                )
+                    accelerator, run.output_dir, state, args.checkpoints_total_limit, run.scheduler,
+                    TrainingConfig.from_namespace(args),  # with the fitted --max_eval_batches
+                )  # fmt: skip
             meter.paused_seconds += time.perf_counter() - pause
             if step >= run.max_steps:
                 break
@@ -830,6 +772,8 @@ def train_loop(run: TrainingRun) -> Meter:
 def main(argv=None):
     args = parse_args(argv)
     accelerator = make_accelerator(args)
+    if accelerator.is_main_process:
+        TrainingConfig.from_namespace(args).save(args.output_dir)  # what this run was asked to do
 
     # ---- model and data
     with accelerator.main_process_first():  # the first process fills the datasets cache
@@ -841,8 +785,8 @@ def main(argv=None):
     accelerator.print(training_mode(args, tokenizer))
     with accelerator.main_process_first():
         train, validation, corpus = load_data(args, tokenizer, events)
-    # miditok vocabularies were augmented (and split) by miditok while the corpus was read.
-    augmentation = Augmentation() if args.augment and not getattr(tokenizer, "is_miditok", False) else None
+    # A vocabulary augmented (and split) as Scores while the corpus was read gets no window augmentation.
+    augmentation = Augmentation() if args.augment and tokenizer.augmentation_stage == "windows" else None
     sampler = WindowSampler(train, args.block_size, tokenizer, augmentation, args.seed)
     val_loader = validation_loader(validation, args)
     max_steps = plan_steps(args, len(train), accelerator.num_processes)
@@ -858,7 +802,7 @@ def main(argv=None):
     model, optimizer, val_loader = accelerator.prepare(model, optimizer, val_loader)
 
     # ---- resume
-    state = resume_state(args, accelerator, Path(args.output_dir), scheduler)
+    state = resume_state(args, accelerator, scheduler)
     eval_steps = evaluation_interval(args, max_steps)
     if state.get("max_steps"):  # a resumed run whose length --max_minutes fixed
         max_steps, eval_steps = state["max_steps"], state["eval_steps"]

@@ -1,4 +1,4 @@
-"""BPE over performance events against the base vocabulary: the README's BPE table.
+"""BPE over performance events against the base vocabulary: the BPE tables in docs/results.md.
 
     python scripts/benchmark_bpe.py --tokens_file data/maestro-v3.0.0.tokens.npz \\
         --vocab_sizes 1000 4000 16000 --models runs/base/best runs/bpe1000/best runs/bpe4000/best

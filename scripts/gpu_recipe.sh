@@ -9,23 +9,31 @@
 #   bash scripts/gpu_recipe.sh OUT_DIR [TRAIN_MINUTES]
 #
 # Needs torch, transformers, accelerate and numpy only (no datasets, no symusic): the token pack
-# carries the data. Several GPUs: ACCELERATE_CONFIG=scripts/accelerate/multi_gpu.yaml (the
-# batch is per GPU). Each stage has its own time limit, and a failed stage does not stop the
-# next ones. The environment variables below shrink it for a rehearsal on a CPU.
+# carries the data. The training run is the recipe hf_music/assets/recipes/default_model.json
+# (`--config default_model`), with the pack, the budget and the output folder of this script.
+# Several GPUs: ACCELERATE_CONFIG=scripts/accelerate/multi_gpu.yaml (the batch is per GPU). Each
+# stage has its own time limit, and a failed stage does not stop the next ones. The environment
+# variables below shrink it for a rehearsal on a CPU: MODEL, BLOCK and BATCH, when set, override
+# the recipe's config_overrides, block_size and batch_size; COMPILE= (empty) turns compilation off.
+# The embedded default model ran with TRAIN_MINUTES 5.0 (the recipe's max_minutes); 4.5 is this
+# script's default budget.
 set -uo pipefail
 OUT=${1:?usage: gpu_recipe.sh OUT_DIR [TRAIN_MINUTES]}
 MINUTES=${2:-4.5}
 PACK=${PACK:-data/maestro-v3.0.0.tokens.npz}
 RUN=${RUN:-runs/gpu_default}
 ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-scripts/accelerate/single_gpu.yaml}
-MODEL=${MODEL:-n_embd=256,n_layer=4,n_head=4}   # 3.8M parameters: 15 MB of fp32 weights
-BLOCK=${BLOCK:-2048}
-BATCH=${BATCH:-64}
 PRECISION=${PRECISION:-bf16}
-COMPILE=${COMPILE:---compile}
+COMPILE=${COMPILE---compile}
 SWEEP=${SWEEP:-base:32 small:64}
 SWEEP_BLOCK=${SWEEP_BLOCK:-2048}
 SWEEP_SECONDS=${SWEEP_SECONDS:-110}
+TRAIN=(--config default_model --tokens_file "$PACK" --max_minutes "$MINUTES" --mixed_precision "$PRECISION"
+    --output_dir "$RUN")
+[ -n "${MODEL:-}" ] && TRAIN+=(--config_overrides "$MODEL")
+[ -n "${BLOCK:-}" ] && TRAIN+=(--block_size "$BLOCK")
+[ -n "${BATCH:-}" ] && TRAIN+=(--batch_size "$BATCH")
+[ -z "$COMPILE" ] && TRAIN+=(--no-compile)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 stage() { echo; echo "=== $(date -u +%H:%M:%S) $*"; }
@@ -42,12 +50,8 @@ timeout "$SWEEP_SECONDS" python scripts/benchmark_train.py --sweep $SWEEP --bloc
 
 stage "2. training for $MINUTES minutes"
 rm -rf "$RUN"
-# shellcheck disable=SC2086
 timeout "$(python -c "print(int($MINUTES * 60 + 120))")" accelerate launch --config_file "$ACCELERATE_CONFIG" \
-    scripts/train.py --tokens_file "$PACK" --preset tiny --config_overrides "$MODEL" --block_size "$BLOCK" \
-    --batch_size "$BATCH" --augment --dropout 0 --learning_rate 2e-3 --warmup_steps 200 --weight_decay 0.1 \
-    --mixed_precision "$PRECISION" $COMPILE --max_minutes "$MINUTES" --num_evaluations 6 --log_steps 100 \
-    --checkpointing_steps 1000000 --report_to none --seed 0 --output_dir "$RUN" || echo "training failed or timed out"
+    scripts/train.py "${TRAIN[@]}" || echo "training failed or timed out"
 
 stage "3. evaluation of the best checkpoint"
 timeout 120 python scripts/evaluate.py --model "$RUN/best" --tokens_file "$PACK" --split validation test \

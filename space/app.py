@@ -36,13 +36,13 @@ from hf_music.audio import (
     write_wav,
 )
 from hf_music.decoding import reprime_length
-from hf_music.generation import is_miditok, mark_continuation, prompt_to_ids, time_steps
+from hf_music.generation import mark_continuation, prompt_to_ids, time_steps
 from hf_music.resources import PROMPTS_DIR
 
 MODEL_ID = os.environ.get("HF_MUSIC_MODEL") or None
 # The slider is the pitch temperature (hf_music.generate_ids' pitch_temperature: which pitches are
 # struck, the timing kept as the model has it; plain temperature for a miditok vocabulary, which has
-# no grammar). README, "Music that does not degenerate": across 0.5-1.5 the embedded model's samples
+# no grammar). docs/results.md, "Music that does not degenerate": across 0.5-1.5 the embedded model's samples
 # stay within MAESTRO excerpts' own out-of-range share + 10 points; 0.8 is the checkpoint's default.
 TEMPERATURE_RANGE = (0.5, 1.5)
 DEFAULT_TEMPERATURE = 0.8
@@ -179,7 +179,7 @@ def piece_chunks(model, tokenizer, prompt, seconds, seed, max_new_tokens=MAX_NEW
     call's sliding window re-primes (once the piece outgrows the model's context, a chunk is a
     whole window: the first ``context`` tokens stream in small chunks, later ones in windows).
     """
-    if is_miditok(tokenizer):  # no TIME_SHIFT clock to cut chunks at: one call, then the piece
+    if tokenizer.time_step is None:  # no clock in the ids to cut chunks at: one call, then the piece
         with generate_lock:
             yield generate_ids(model, tokenizer, prompt=prompt, max_new_tokens=max_new_tokens, seed=seed,
                                max_seconds=seconds, **sampling)[0], True  # fmt: skip
@@ -235,7 +235,7 @@ def compose_stream(
     prompt_end = float(prompt_notes.offset.max(initial=0)) if prompt_notes is not None else 0.0
     continuing = f"continuing {prompt_label} ({describe_notes(prompt_notes)})" if prompt else "from silence"
     folder = request_folder()
-    slider = "temperature" if is_miditok(tokenizer) else "pitch_temperature"
+    slider = "pitch_temperature" if "pitch_temperature" in tokenizer.sampling_controls else "temperature"
     sampling = {slider: float(temperature), "top_k": int(top_k or 0) or None, "top_p": float(top_p)}
     try:
         renderer, audio_note = PianoRenderer(SAMPLE_RATE, channels=CHANNELS), ""
@@ -245,11 +245,10 @@ def compose_stream(
         chunks = piece_chunks(model, tokenizer, prompt, seconds, seed, **sampling)
         previous = []  # the last update's files
         for number, (ids, done) in enumerate(chunks):
-            piece, notes, now = decoded(tokenizer, ids)  # once: audio, piano roll and MIDI use these
+            score, notes, piece, now = decoded(tokenizer, ids)  # once: audio, piano roll and MIDI use these
             audio = render_chunk(renderer, piece, now, done, folder / f"audio_{number}.wav")
             midi_path = folder / f"part_{number}" / f"hf_music_seed{seed}.mid"
             midi_path.parent.mkdir()
-            score = piece if is_miditok(tokenizer) else tokenizer.notes_to_score(notes)
             (mark_continuation(score, prompt_end) if prompt else score).dump_midi(str(midi_path))
             figure = piano_roll_figure(notes, prompt_seconds=prompt_end or None,
                                        total_seconds=prompt_end + seconds)  # fmt: skip
@@ -289,12 +288,10 @@ def delete_files(paths) -> None:
 
 
 def decoded(tokenizer, ids):
-    """(what to play, its notes, seconds of music so far) of the ids: the performance vocabulary's
-    notes (one piano), or a miditok vocabulary's Score (each track on its own program)."""
-    if is_miditok(tokenizer):
-        return tokenizer.decode_midi(ids), tokenizer.ids_to_notes(ids), tokenizer.seconds(ids)
-    notes = tokenizer.ids_to_notes(ids)
-    return notes, notes, int(time_steps(torch.tensor(ids), tokenizer)) * tokenizer.time_step
+    """(Score, its notes, what to play, seconds of music so far) of the ids: a vocabulary that keeps
+    instruments plays its Score (each track on its own program), others their notes on one piano."""
+    score, notes = tokenizer.decode_midi(ids), tokenizer.ids_to_notes(ids)
+    return score, notes, score if tokenizer.keeps_instruments else notes, tokenizer.seconds(ids)
 
 
 def render_chunk(renderer, notes, now: float, done: bool, path: Path) -> str | None:
@@ -414,7 +411,7 @@ def build_demo() -> gr.Blocks:
                         label=f"Seconds of the start piece to continue, from its beginning (0 = all, up to {MAX_PROMPT_SECONDS} s)",
                     )  # fmt: skip
                 with gr.Accordion("Sampling", open=False):
-                    # Truncation made this model repeat itself (README: top-p 0.95 3/12, min-p 0.05
+                    # Truncation made this model repeat itself (degeneration table of 2026-11-26: top-p 0.95 3/12, min-p 0.05
                     # 7/12 samples out of range, against 1/12 without): off by default.
                     top_k = gr.Slider(0, 100, value=0, step=1, label="Top-k (0 = off)")
                     top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top-p (1 = off)")

@@ -1,6 +1,6 @@
-"""The benchmark scripts behind the README's tables still run and print those tables.
+"""The benchmark scripts behind the tables in docs/results.md still run and print those tables.
 
-Smallest arguments, real subprocesses; the figures themselves are for the README, not asserted
+Smallest arguments, real subprocesses; the figures themselves are for the docs, not asserted
 (a benchmark is a script that prints measurements, never a timed assertion). benchmark_space.py
 is covered by test_space.py's browser run of the same app.
 """

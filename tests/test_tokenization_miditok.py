@@ -286,6 +286,15 @@ def test_train_refuses_a_new_vocabulary_for_a_performance_model(tmp_path):
     )
 
 
+def test_fine_tuning_a_vocabulary_without_programs_says_instruments_are_lost():
+    from hf_music import train
+
+    args = train.parse_args(["--midi_dir", str(POP909), "--init_from", "base", "--block_size", "128"])
+    assert "instruments are lost" in train.training_mode(args, MiditokTokenizer.from_miditok("REMI"))
+    kept = MiditokTokenizer.from_miditok("REMI", use_programs=True)
+    assert "instruments are lost" not in train.training_mode(args, kept)
+
+
 @pytest.mark.slow
 def test_train_on_a_multitrack_corpus_saves_the_miditok_tokenizer(tmp_path):
     corpus = tmp_path / "corpus"
@@ -351,3 +360,37 @@ def test_space_composes_with_a_miditok_checkpoint(tmp_path, monkeypatch, mmm):
     # The prompt's three instruments come back (the random model's continuation may add more notes).
     assert {73, 33, 0} <= {t.program for t in score.tracks if t.note_num()}
     assert ids[0] == remi.bos_token_id
+
+
+def test_the_command_line_names_the_vocabulary_and_tracks_only_where_kept(tmp_path, capsys):
+    from hf_music.__main__ import main
+
+    for use_programs in (False, True):
+        tok = MiditokTokenizer.from_miditok("REMI", use_programs=use_programs)
+        folder = tmp_path / f"programs_{use_programs}"
+        tiny_model(tok).save_pretrained(folder)
+        tok.save_pretrained(folder)
+        main(["--model", str(folder), "--out", str(folder / "piece.mid"), "--no_wav", "--max_new_tokens", "64",
+              "--seed", "0"])  # fmt: skip
+        printed = capsys.readouterr().out
+        assert f"vocabulary: {tok.vocabulary_description}, 64 new tokens per piece; grammar-aware" in printed
+        assert ("tracks (programs" in printed) == use_programs
+
+
+def test_the_space_plays_a_score_track_by_track_only_where_instruments_are_kept():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "space_app_decoded", Path(__file__).parents[1] / "space" / "app.py"
+    )
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    for tok, plays_notes in (
+        (MiditokTokenizer.from_miditok("REMI"), True),
+        (MiditokTokenizer.from_miditok("REMI", use_programs=True), False),
+        (MidiTokenizer(), True),
+    ):
+        ids = tok.encode_midi(SONG, max_seconds=5.0)
+        score, notes, piece, seconds = app.decoded(tok, ids)
+        assert isinstance(piece, hf_music.PerformanceNotes) == plays_notes
+        assert len(notes) == score.note_num() > 0 and seconds == tok.seconds(ids)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from hf_music.run_record import Corpus, RunRecord
 from hf_music.train import CALIBRATION_STEPS
+from hf_music.training_config import CONFIG_FILE, TrainingConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "scripts" / "train.py"
@@ -87,7 +88,28 @@ def test_resume_gives_the_same_weights_and_loss(tmp_path):
     shutil.copytree(tmp_path / "straight" / "checkpoints" / "step_4", resumed_dir / "checkpoints" / "step_4")
     (resumed_dir / "checkpoints" / "step_6.tmp").mkdir()
     (resumed_dir / "checkpoints" / "step_5").mkdir()
-    resumed = train(resumed_dir, *args, "--resume_from_checkpoint", "latest")
+    # The checkpoint's training_config.json is the run's: a flag that would change it is refused,
+    # each named with both values, before anything is loaded.
+    refused = subprocess.run(
+        [sys.executable, str(TRAIN), "--output_dir", str(resumed_dir), *COMMON, "--resume_from_checkpoint",
+         "latest", "--learning_rate", "2e-3", "--batch_size", "8", "--eval_steps", "2"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"--resume_from_checkpoint {resumed_dir / 'checkpoints' / 'step_4'} continues a run these options "
+            "would change (saved -> given): --batch_size 4 -> 8; --learning_rate 0.001 -> 0.002; drop them, or "
+            "start a new run"
+        )
+    )
+    assert not (resumed_dir / "run_record.json").exists()
+    # Harmless flags may differ, and the options not given are the saved ones (data, batch, steps...).
+    resumed = train(resumed_dir, "--resume_from_checkpoint", "latest", "--log_steps", 1)
+    saved = TrainingConfig.load(resumed_dir / CONFIG_FILE)
+    assert (saved.log_steps, saved.batch_size, saved.maestro_dir) == (1, 4, str(MAESTRO_MINI))
     a, b = final_weights(tmp_path / "straight", 8), final_weights(resumed_dir, 8)
     assert a.keys() == b.keys()
     for name in a:
@@ -98,6 +120,10 @@ def test_resume_gives_the_same_weights_and_loss(tmp_path):
     step_4 = tmp_path / "straight" / "checkpoints" / "step_4"
     assert {"rng_state_0.safetensors", "scheduler.json"} <= {p.name for p in step_4.iterdir()}
     assert not list(step_4.glob("*.pkl"))
+    # The run's typed config, in the output folder and in every checkpoint.
+    for folder in (tmp_path / "straight", step_4, tmp_path / "straight" / "checkpoints" / "step_8"):
+        config = TrainingConfig.load(folder / CONFIG_FILE)
+        assert (config.max_steps, config.batch_size, config.augment, config.block_size) == (8, 4, True, 256)
     # A damaged RNG state (one flipped byte) stops the resume in one line instead of being skipped.
     damaged_dir = tmp_path / "damaged"
     damaged = shutil.copytree(step_4, damaged_dir / "checkpoints" / "step_4")
@@ -291,3 +317,56 @@ def test_ready_made_accelerate_configs_parse(name):
             "deepspeed_zero2": "DEEPSPEED",
         }[name]
     )
+
+
+@pytest.mark.slow
+def test_gpu_recipe_sh_trains_the_default_models_recipe(tmp_path):
+    """scripts/gpu_recipe.sh, shrunk for a CPU (its rehearsal variables): the training stage is the
+    packaged recipe with the script's pack, budget and overrides, and every stage leaves its file."""
+    from hf_music import MidiTokenizer
+    from hf_music.token_pack import load_corpus
+    from hf_music.training_config import config_path
+
+    pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI).save(tmp_path / "mini.tokens.npz")
+    env = {
+        **os.environ, "OMP_NUM_THREADS": "1", "PACK": str(pack), "RUN": str(tmp_path / "run"),
+        "MODEL": "n_embd=32,n_layer=1,n_head=2", "BLOCK": "128", "BATCH": "4", "PRECISION": "no", "COMPILE": "",
+        "SWEEP_SECONDS": "1",  # the sweep stage times out at once: a failed stage does not stop the next
+    }  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/gpu_recipe.sh", str(tmp_path / "out"), "0.3"],
+        capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "training failed" not in result.stdout and "evaluation failed" not in result.stdout
+    ran = TrainingConfig.load(tmp_path / "run" / CONFIG_FILE)
+    expected = TrainingConfig.load(config_path("default_model")).to_dict()
+    expected.update(
+        tokens_file=str(pack), max_minutes=0.3, output_dir=str(tmp_path / "run"), mixed_precision="no",
+        config_overrides="n_embd=32,n_layer=1,n_head=2", block_size=128, batch_size=4, compile=False,
+    )  # fmt: skip
+    assert ran.to_dict() == expected
+    assert {"run_record.json", "evaluation.json", "best.tgz"} <= {
+        p.name for p in (tmp_path / "out").iterdir()
+    }
+
+
+def test_validation_loss_is_the_evaluation_scripts_nll_on_the_same_blocks():
+    """train.evaluate and evaluation.score_blocks share one NLL computation: equal on equal blocks."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
+    from hf_music.evaluation import ngram_log_probs, score_blocks
+    from hf_music.train import evaluate
+
+    torch.manual_seed(0)
+    model = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=64))
+    blocks = torch.randint(3, 391, (6, 64))
+    accelerator = Accelerator(cpu=True)
+    loader = accelerator.prepare(DataLoader(TensorDataset(blocks), batch_size=4))
+    metrics = evaluate(model, loader, accelerator)
+    assert model.training  # evaluate hands the model back in training mode
+    rows, count = score_blocks(model, blocks, *ngram_log_probs(blocks.tolist(), 391), batch_size=4)
+    assert metrics["val_tokens"] == count == 6 * 63
+    assert math.isclose(metrics["val_loss"], rows[0]["nll"], rel_tol=1e-6)
