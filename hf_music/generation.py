@@ -1,8 +1,10 @@
 """Sampling music: `generate_midi`, the grammar-aware LogitsProcessor and the sliding window.
 
-Generation runs through ``model.generate`` (KV cache, transformers' temperature / top-k /
-top-p / min-p warpers) with the grammar of `hf_music.music_transformer.grammar` (a self-contained module that
-checkpoints also carry as ``custom_generate/generate.py``). Pieces longer than the model's context continue with a sliding
+Generation runs through `hf_music.decoding` (a preallocated KV cache, one step per token; for
+hf_music's GPT-2 models) or ``model.generate`` (``backend="transformers"``, and other models), both
+with transformers' temperature / top-k / top-p / min-p warpers and the grammar of
+`hf_music.music_transformer.grammar` (a self-contained module that checkpoints also carry as
+``custom_generate/generate.py``). Pieces longer than the model's context continue with a sliding
 window: the most recent half of the context re-primes the model, and the grammar state
 (which pitches are sounding) is carried over from the whole history.
 """
@@ -14,6 +16,7 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from .decoding import LeanSampler, reprime_length, sampling_processors, supports_lean_decoding
 from .music_tokenizer import offers_grammar
 from .music_transformer.grammar import (
     GRAMMAR_DEFAULTS,
@@ -172,6 +175,7 @@ def generate_ids(
     stop_at_eos: bool = False,
     max_seconds: float | None = None,
     progress: bool = False,
+    backend: str = "auto",
 ) -> list[list[int]]:
     """Sample token ids (prompt included), one list per sequence.
 
@@ -201,6 +205,11 @@ def generate_ids(
         max_seconds: stop a sequence once its new music lasts this long (``max_new_tokens``
             stays the hard cap; dense music needs about 40 events per second).
         progress: show a tqdm progress bar.
+        backend: "lean" samples with `hf_music.decoding` (a preallocated KV cache, one step per
+            token; the performance vocabulary and GPT-2 models only), "transformers" with
+            ``model.generate``, "auto" (default) with "lean" where it applies. With one context's
+            worth of tokens both give the same ids for a seed; past the context both re-prime on
+            the most recent half of it (`hf_music.decoding.reprime_length`).
     """
     settings = sampling_settings(
         model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_polyphony=max_polyphony,
@@ -213,7 +222,6 @@ def generate_ids(
         )
     if max_new_tokens < 1 or num_return_sequences < 1:
         raise ValueError("max_new_tokens and num_return_sequences must be >= 1")
-    context = model.config.n_positions
     grammar_offered = offers_grammar(tokenizer)  # the grammar is the performance vocabulary's
     constrained = constrained and grammar_offered
     prompt_ids = prompt_to_ids(prompt, tokenizer, prompt_seconds)
@@ -221,7 +229,7 @@ def generate_ids(
     start, target = len(prompt_ids), len(prompt_ids) + max_new_tokens
     duration = _Duration(tokenizer, prompt_ids, start, max_seconds)
     device = next(model.parameters()).device
-    finished = [False] * num_return_sequences
+    lean = _use_lean(backend, model, tokenizer)
     bar = _progress_bar(max_new_tokens, duration) if progress else None
     was_training = model.training
     model.eval()
@@ -231,33 +239,97 @@ def generate_ids(
         ):
             if seed is not None:
                 torch.manual_seed(seed)
-            while len(rows[0]) < target and not all(finished):
-                # Re-prime on the most recent half of the context once the context is full.
-                keep = len(rows[0]) if len(rows[0]) < context else context // 2
-                window = torch.tensor([row[-keep:] for row in rows], device=device)
-                steps = min(target - len(rows[0]), context - keep)
-                processors = _grammar(tokenizer, settings, rows, stop_at_eos) if constrained else None
-                out = model.generate(
-                    window,
-                    attention_mask=torch.ones_like(window),
-                    max_new_tokens=steps,
-                    # The grammar processor already masks <eos>; transformers' own mask costs two more.
-                    min_new_tokens=None if stop_at_eos or constrained else steps,
-                    logits_processor=processors,
-                    # Without the grammar processor, <pad>/<bos> must still never be sampled mid-piece.
-                    suppress_tokens=[tokenizer.pad_token_id, tokenizer.bos_token_id]
-                    if not grammar_offered
-                    else None,
-                    stopping_criteria=duration.criteria(rows, window.shape[1], device),
-                    streamer=None if bar is None else duration.streamer(bar, rows),
-                    **_sampling_kwargs(settings, tokenizer),
+            if lean:
+                rows = _sample_lean(
+                    model, tokenizer, settings, rows, constrained, stop_at_eos, max_new_tokens, duration, bar
                 )
-                _extend_rows(rows, finished, out[:, window.shape[1] :], steps, tokenizer)
+            else:
+                _sample_transformers(
+                    model, tokenizer, settings, rows, constrained, stop_at_eos, target, duration, bar
+                )
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
     return _trimmed(rows, start, target, tokenizer)
+
+
+BACKENDS = ("auto", "lean", "transformers")
+
+
+def _use_lean(backend: str, model, tokenizer) -> bool:
+    """Whether to sample with `LeanSampler`: a GPT-2 model and a vocabulary with the grammar and a
+    clock in its ids (the performance events), unless ``backend="transformers"``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    applies = supports_lean_decoding(model) and offers_grammar(tokenizer) and tokenizer.time_step is not None
+    if backend == "lean" and not applies:
+        raise ValueError(
+            f"backend='lean' needs a GPT-2 model and the performance vocabulary ({type(model).__name__} "
+            "with this tokenizer): use backend='transformers'"
+        )
+    return applies and backend != "transformers"
+
+
+def _sample_lean(model, tokenizer, settings, rows, constrained, stop_at_eos, max_new_tokens, duration, bar):
+    """All windows with `LeanSampler`: the grammar follows the whole piece, re-priming included."""
+    grammar = _grammar(tokenizer, settings, rows, stop_at_eos)[0] if constrained else None
+    sampling = _sampling_kwargs(settings, tokenizer)
+    # Without the grammar, <eos> is masked as model.generate's min_new_tokens masks it.
+    suppress = () if stop_at_eos or constrained else (tokenizer.eos_token_id,)
+    device = next(model.parameters()).device
+    warpers = {name: sampling[name] for name in ("temperature", "top_k", "top_p", "min_p")}
+    processors = sampling_processors(grammar, **warpers, suppress=suppress, device=device)
+    sampler = LeanSampler(
+        model, processors, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.steps_of_id
+    )
+    on_token = None if bar is None else _bar_updater(bar, tokenizer, duration)
+    out = sampler.sample(
+        torch.tensor(rows, device=device), max_new_tokens,
+        steps_done=duration.steps_done(rows) if duration.steps_needed is not None else None,
+        steps_needed=duration.steps_needed, on_token=on_token,
+    )  # fmt: skip
+    return out.tolist()
+
+
+def _bar_updater(bar, tokenizer, duration):
+    """Per token: the bar advances by one token, or to the seconds of music the slowest row has."""
+    if duration.steps_needed is None:
+        return lambda steps: bar.update(1)
+
+    def update(steps):
+        seconds = round(float(steps.min()) * tokenizer.time_step, 1)
+        bar.update(min(seconds, bar.total) - bar.n)
+
+    return update
+
+
+def _sample_transformers(model, tokenizer, settings, rows, constrained, stop_at_eos, target, duration, bar):
+    """Windows of ``model.generate``, re-primed on the most recent tokens once the context is full."""
+    context = model.config.n_positions
+    grammar_offered = offers_grammar(tokenizer)
+    device = next(model.parameters()).device
+    finished = [False] * len(rows)
+    while len(rows[0]) < target and not all(finished):
+        # Re-prime on the most recent tokens once the context is full.
+        keep = len(rows[0]) if len(rows[0]) < context else reprime_length(context)
+        window = torch.tensor([row[-keep:] for row in rows], device=device)
+        steps = min(target - len(rows[0]), context - keep)
+        processors = _grammar(tokenizer, settings, rows, stop_at_eos) if constrained else None
+        out = model.generate(
+            window,
+            attention_mask=torch.ones_like(window),
+            max_new_tokens=steps,
+            # The grammar processor already masks <eos>; transformers' own mask costs two more.
+            min_new_tokens=None if stop_at_eos or constrained else steps,
+            logits_processor=processors,
+            # Without the grammar processor, <pad>/<bos> must still never be sampled mid-piece.
+            suppress_tokens=[tokenizer.pad_token_id, tokenizer.bos_token_id] if not grammar_offered else None,
+            stopping_criteria=duration.criteria(rows, window.shape[1], device),
+            streamer=None if bar is None else duration.streamer(bar, rows),
+            **_sampling_kwargs(settings, tokenizer),
+        )
+        _extend_rows(rows, finished, out[:, window.shape[1] :], steps, tokenizer)
 
 
 def _grammar(tokenizer, settings: dict, rows, stop_at_eos: bool) -> LogitsProcessorList:

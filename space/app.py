@@ -35,6 +35,7 @@ from hf_music.audio import (
     piano_roll_figure,
     write_wav,
 )
+from hf_music.decoding import reprime_length
 from hf_music.generation import mark_continuation, prompt_to_ids, time_steps
 from hf_music.resources import PROMPTS_DIR
 
@@ -185,7 +186,7 @@ def piece_chunks(model, tokenizer, prompt, seconds, seed, max_new_tokens=MAX_NEW
         return
     ids = prompt_to_ids(prompt, tokenizer)
     start, context = len(ids), model.config.n_positions
-    window_step = context - context // 2  # the tokens each re-primed window adds in generate_ids
+    window_step = context - reprime_length(context)  # the tokens each re-primed window adds in generate_ids
     first_window_end = max(start, context)
     step_ms = tokenizer.time_resolution_ms
     needed = max(1, round(seconds * 1000 / step_ms))

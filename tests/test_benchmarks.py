@@ -140,3 +140,28 @@ def test_vocabulary_comparison_scores_and_samples_each_checkpoint(tmp_path):
     for row, result in zip(rows, json.loads((tmp_path / "vocabularies.json").read_text()), strict=True):
         assert math.isclose(result["nats_per_second"], result["nats_per_token"] * result["tokens_per_second"])
         assert re.fullmatch(r"\d/2", row[6]) and result["scored_tokens"] > 1000
+
+
+def test_decoder_benchmark_prints_speed_and_music_rows():
+    out = run_benchmark(
+        "benchmark_decoder.py", "--tokens", "16", "--batch", "2", "--book_tokens", "8", "--seconds", "1",
+        "--threads", "1", "--repeats", "1",
+    )  # fmt: skip
+    rows = table_rows(out)
+    speed, music = rows[:10], rows[10:]
+    expected = [
+        ["book loop", "1"],
+        ["lean", "1"],
+        ["lean", "2"],
+        ["transformers", "1"],
+        ["transformers", "2"],
+    ]
+    assert [row[:3] for row in speed] == [
+        [model, *cells] for model in ("default", "tiny") for cells in expected
+    ]
+    assert all(row[3] == "8" for row in speed if row[1] == "book loop")
+    assert all(row[3] == str(16 * int(row[2])) for row in speed if row[1] != "book loop")
+    assert all(re.fullmatch(NUMBER, cell) for row in speed for cell in row[4:])
+    assert [row[:2] for row in music] == [["1 s", "lean"], ["1 s", "transformers"]]
+    assert music[0][2:4] == music[1][2:4]  # the same piece from both backends
+    assert all(re.fullmatch(NUMBER, cell) for row in music for cell in row[2:])

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from hf_music.audio import CHANNELS, SAMPLE_RATE, AudioUnavailableError, render_audio, write_wav
-from hf_music.generation import generate_ids, mark_continuation, prompt_to_ids, sampling_settings
+from hf_music.generation import BACKENDS, generate_ids, mark_continuation, prompt_to_ids, sampling_settings
 from hf_music.music_tokenizer import offers_grammar
 from hf_music.resources import bundled_prompts, load_model, override_tokenizer
 
@@ -83,6 +83,11 @@ def parse_args(argv=None):
         "--seed", type=int, default=None, help="default: a random one, printed, so a piece can be made again"
     )
     parser.add_argument("--unconstrained", action="store_true", help="turn grammar-aware sampling off")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="auto",
+        help="lean: hf_music's own decoder (hf_music.decoding); transformers: model.generate; auto (default): "
+        "lean for hf_music's GPT-2 models with the performance vocabulary. --samples N are one batched run",
+    )  # fmt: skip
     parser.add_argument(
         "--trust_remote_code",
         action="store_true",
@@ -150,6 +155,7 @@ def compose(args) -> list[Path]:
     rows = generate_ids(
         model, tokenizer, prompt=prompt, max_new_tokens=max_new_tokens, max_seconds=seconds, **sampling,
         seed=seed, num_return_sequences=args.samples, constrained=not args.unconstrained, progress=True,
+        backend=args.backend,
     )  # fmt: skip
     generated = time.perf_counter()
     out, written = Path(args.out), []
