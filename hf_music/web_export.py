@@ -24,7 +24,9 @@ ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-th
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="hf-music export-web", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)")
+    parser.add_argument(
+        "--model", default=None, help="checkpoint folder or Hub id (default: the embedded model)"
+    )
     parser.add_argument("--out", required=True, help="folder to write the page into")
     return parser.parse_args(argv)
 
@@ -52,19 +54,19 @@ def export_web(model_name_or_path: str | None, out_dir) -> Path:
     model, tokenizer = load_model(model_name_or_path, device="cpu")
     layout = EventLayout.of(tokenizer)  # a ValueError for a vocabulary without performance events
     if layout.merged:
-        raise ValueError(f"{model_name_or_path}: the page samples base events only; this vocabulary has BPE merges")
+        raise ValueError(f"{model_name_or_path}: the page samples events, and this vocabulary has BPE merges")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in PAGE_FILES:
         shutil.copyfile(PAGE_DIR / name, out / name)
     export_onnx(model.float().eval(), out / "model.onnx")
-    config = model.config
-    grammar = {name: getattr(model.generation_config, name, default) for name, default in GRAMMAR_DEFAULTS.items()}
+    c = model.config
+    settings = model.generation_config
     vocab = {
         "tokens": dict(sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])),
         "time_step": layout.time_step,
-        "past_shape": [config.n_layer, 2, 1, config.n_head, config.n_positions, config.n_embd // config.n_head],
-        "grammar": grammar,
+        "past_shape": [c.n_layer, 2, 1, c.n_head, c.n_positions, c.n_embd // c.n_head],  # decoding's cache
+        "grammar": {name: getattr(settings, name, default) for name, default in GRAMMAR_DEFAULTS.items()},
     }
     (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     if all((ORT_DIST / name).is_file() for name in ORT_FILES):

@@ -31,7 +31,7 @@ def npm_install_onnxruntime_web() -> None:
     """onnxruntime-web into space/browser/node_modules (git-ignored), once."""
     for program in ("node", "npm"):
         if shutil.which(program) is None:
-            pytest.fail(f"{program} not found: the page's test needs Node.js and npm (apt-get install nodejs npm)")
+            pytest.fail(f"{program} not found: the page's test needs Node.js and npm (apt-get install npm)")
     if not all((ORT_DIST / name).is_file() for name in ORT_FILES):
         result = subprocess.run(
             ["npm", "install", "--no-audit", "--no-fund", "--no-package-lock"],
@@ -45,7 +45,8 @@ def web_dir(tmp_path_factory) -> Path:
     """The embedded model's page, as `hf-music export-web --out DIR` writes it."""
     npm_install_onnxruntime_web()
     out = export_web(None, tmp_path_factory.mktemp("web"))
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "model.onnx", "music.js", "ort", "vocab.json"]
+    written = sorted(path.name for path in out.iterdir())
+    assert written == ["index.html", "model.onnx", "music.js", "ort", "vocab.json"]
     return out
 
 
@@ -61,7 +62,8 @@ def test_onnx_step_with_its_cache_gives_the_models_logits_on_a_real_prompt(web_d
     shape = [dim if isinstance(dim, int) else 1 for dim in session.get_inputs()[2].shape]
     past = np.zeros(shape, np.float32)
     # A prefill of 100 events, then one event per step on the cache the graph returns.
-    logits, past = session.run(None, {"input_ids": np.array([ids[:100]]), "position": np.array(0), "past": past})
+    prefill = {"input_ids": np.array([ids[:100]]), "position": np.array(0), "past": past}
+    logits, past = session.run(None, prefill)
     got = [logits[0]]
     for position in range(100, len(ids)):
         feeds = {"input_ids": np.array([[ids[position]]]), "position": np.array(position), "past": past}
