@@ -141,11 +141,16 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
 
 
 @pytest.mark.slow
-def test_a_vocabulary_with_bpe_merges_is_refused_by_name(tmp_path, maestro_files):
+def test_a_vocabulary_with_bpe_merges_is_refused_in_one_line(tmp_path, maestro_files):
+    from hf_music.cli import main
+
     model, tokenizer = load_model(None)
     bpe = tokenizer.train_bpe([tokenizer.encode_midi(f) for f in maestro_files[:4]], tokenizer.vocab_size + 8)
     model.resize_token_embeddings(bpe.vocab_size)
     model.save_pretrained(tmp_path / "bpe")
     bpe.save_pretrained(tmp_path / "bpe")
-    with pytest.raises(ValueError, match="BPE merges"):
-        export_web(str(tmp_path / "bpe"), tmp_path / "web")
+    with pytest.raises(SystemExit) as exit_status:
+        main(["export-web", "--model", str(tmp_path / "bpe"), "--out", str(tmp_path / "web")])
+    assert exit_status.value.code == (
+        f"hf-music export-web: error: {tmp_path / 'bpe'}: the page samples events, and this vocabulary has BPE merges"
+    )
