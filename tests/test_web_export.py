@@ -19,7 +19,9 @@ import pytest
 import symusic
 import torch
 
-from hf_music.resources import load_model
+from hf_music import MidiTokenizer
+from hf_music.grammar import grammar_violations
+from hf_music.resources import DEFAULT_MODEL_DIR, load_model
 from hf_music.web_export import ORT_DIST, ORT_FILES, PAGE_DIR, export_web
 
 CHROMIUM = "/usr/bin/chromium"
@@ -88,6 +90,11 @@ def serve(folder: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
+def sorted_notes(notes: dict) -> list[tuple]:
+    fields = ("time", "duration", "pitch", "velocity")
+    return sorted(zip(*(np.round(notes[name], 6).tolist() for name in fields), strict=True))
+
+
 def compose(page, seconds: int, seed: int, path: Path) -> bytes:
     """Click Generate on the page and return the MIDI file it offers for download."""
     page.fill("#seconds", str(seconds))
@@ -118,6 +125,7 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
             compose(page, seconds=20, seed=7, path=tmp_path / "piece.mid")
             elapsed = time.perf_counter() - started
             stats = page.evaluate("({...document.body.dataset})")
+            ids = page.evaluate("window.lastEvents")
             # The seeded sampler: a seed gives the same piece again, another seed another piece.
             pieces = [compose(page, 2, seed, tmp_path / f"short_{i}.mid") for i, seed in enumerate((3, 3, 4))]
             browser.close()
@@ -138,6 +146,11 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
     times = np.concatenate((notes["time"], notes["time"] + notes["duration"]))
     change = np.r_[np.ones(len(notes["time"])), -np.ones(len(notes["time"]))]
     assert np.cumsum(change[np.lexsort((change, times))]).max() <= 16  # releases first at one time
+    # The page's events keep the grammar, and its MIDI writer gives MidiTokenizer's notes for them.
+    tokenizer = MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR)
+    assert grammar_violations(ids, tokenizer) == 0
+    expected = tokenizer.decode_midi(ids).to("second").tracks[0].notes.numpy()
+    assert sorted_notes(notes) == sorted_notes(expected)
 
 
 @pytest.mark.slow
