@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import subprocess
 import threading
@@ -125,6 +126,7 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
             compose(page, seconds=20, seed=7, path=tmp_path / "piece.mid")
             elapsed = time.perf_counter() - started
             stats = page.evaluate("({...document.body.dataset})")
+            progress = page.text_content("#progress")
             ids = page.evaluate("window.lastEvents")
             # The seeded sampler: a seed gives the same piece again, another seed another piece.
             pieces = [compose(page, 2, seed, tmp_path / f"short_{i}.mid") for i, seed in enumerate((3, 3, 4))]
@@ -136,6 +138,10 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
         f"({float(stats['tokensPerSecond']):.1f} events/s)"
     )
     assert not errors
+    # The clock passes 20 s with the last TIME_SHIFT (at most 1 s).
+    assert re.fullmatch(r"Done: 20\.\d s of music, \d+ events in [\d.]+ s \([\d.]+ events/s\)\.", progress), (
+        progress
+    )
     assert pieces[0] == pieces[1] != pieces[2]
     score = symusic.Score(tmp_path / "piece.mid", ttype="second")
     notes = score.tracks[0].notes.numpy()
