@@ -5,6 +5,7 @@
     hf-music evaluate --model runs/x/best --tokens_file data/maestro-v3.0.0.tokens.npz --split test
     hf-music push --checkpoint runs/x/best --repo_id USER/NAME
     hf-music prepare --maestro_zip maestro-v3.0.0-midi.zip --out data/maestro-v3.0.0.tokens.npz
+    hf-music export-web --out web/        # the page that composes in the browser; python -m http.server
 
 `hf-music COMMAND --help` lists every option of a command. train and prepare (and evaluate of MIDI
 files) need the `train` extra (pip install -e '.[train]'); without it they say so in one line.
@@ -24,6 +25,10 @@ COMMANDS = {
     ),
     "push": ("hf_music.commands.push", "publish a checkpoint with its model card to the Hugging Face Hub"),
     "prepare": ("hf_music.commands.prepare", "tokenize a corpus once into a token pack"),
+    "export-web": (
+        "hf_music.commands.export_web",
+        "write the in-browser page (onnxruntime-web) for a checkpoint",
+    ),
 }
 
 
@@ -61,7 +66,7 @@ def usage() -> str:
         "",
         "commands:",
     ]
-    return "\n".join(lines + [f"  {name:<9} {about}" for name, (_, about) in COMMANDS.items()])
+    return "\n".join(lines + [f"  {name:<10} {about}" for name, (_, about) in COMMANDS.items()])
 
 
 def main(argv=None) -> int:

@@ -33,6 +33,7 @@ OPTIONS_OF_EACH_COMMAND = {
     "evaluate": ["--tokens_file", "--split", "--stride", "--samples"],
     "push": ["--checkpoint", "--repo_id", "--dry_run"],
     "prepare": ["--maestro_zip", "--midi_dir", "--out"],
+    "export-web": ["--model", "--out"],
 }
 
 
