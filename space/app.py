@@ -3,9 +3,9 @@
 The model comes from $HF_MUSIC_MODEL (a Hub id or a folder), else the checkpoint embedded
 in hf_music; it is loaded once. Run locally with `python space/app.py`.
 
-A piece is written in chunks (`piece_chunks`): each chunk is one `generate_ids` call that
-continues the ids so far with the request's own random state, so the streamed piece is the
-piece one `generate_ids(..., seed=seed)` call gives. After each chunk the app decodes the ids
+A piece is written in chunks (`hf_music.streaming.stream_ids`): each chunk is one `generate_ids`
+call that continues the ids so far with the request's own random state, so the streamed piece is
+the piece one `generate_ids(..., seed=seed)` call gives. After each chunk the app decodes the ids
 once and hands those notes to the audio renderer, the piano roll and the MIDI file.
 """
 
@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import gradio as gr
-import torch
 
-from hf_music import bundled_prompts, generate_ids, load_model
+from hf_music import bundled_prompts, load_model
 from hf_music.audio import (
     CHANNELS,
     SAMPLE_RATE,
@@ -35,9 +34,9 @@ from hf_music.audio import (
     piano_roll_figure,
     write_wav,
 )
-from hf_music.decoding import reprime_length
-from hf_music.generation import mark_continuation, prompt_to_ids, time_steps
+from hf_music.generation import mark_continuation, prompt_to_ids
 from hf_music.resources import PROMPTS_DIR
+from hf_music.streaming import stream_ids
 
 MODEL_ID = os.environ.get("HF_MUSIC_MODEL") or None
 # The slider is the pitch temperature (hf_music.generate_ids' pitch_temperature: which pitches are
@@ -54,9 +53,6 @@ MAX_PROMPT_SECONDS = 60
 MAX_NEW_TOKENS = 4096  # hard cap whatever the density (dense piano is ~40 events per second)
 MAX_CONTEXT_TOKENS = 16_384  # "continue the last result" keeps growing the piece up to this
 QUEUE_LIMIT = 16  # requests waiting beyond this are told the app is busy (Gradio's queue_full)
-# Seconds of new music after which the listener gets an update: a small first chunk for a quick
-# first sound, then longer ones (each chunk re-reads the piece so far), then every 5 s.
-CHUNK_ENDS = (1.0, 2.5, 5.0, 8.0, 12.0, 16.0)
 NO_PROMPT = "(none: start from silence)"
 PROMPTS = bundled_prompts()
 # One folder per process, removed at exit. It holds the latest update of the last few requests
@@ -170,52 +166,6 @@ def kept_part(label: str, whole_notes, window: float) -> str:
 generate_lock = threading.Lock()
 
 
-def piece_chunks(model, tokenizer, prompt, seconds, seed, max_new_tokens=MAX_NEW_TOKENS, **sampling):
-    """Yield (ids so far, prompt included; done) after each chunk of `seconds` of new music.
-
-    The last ids equal ``generate_ids(model, tokenizer, prompt, max_new_tokens, seed=seed,
-    max_seconds=seconds, **sampling)[0]``: the chunks draw from one random stream seeded once, the
-    grammar state is rebuilt from the whole history each chunk, and chunks end only where that
-    call's sliding window re-primes (once the piece outgrows the model's context, a chunk is a
-    whole window: the first ``context`` tokens stream in small chunks, later ones in windows).
-    """
-    if tokenizer.time_step is None:  # no clock in the ids to cut chunks at: one call, then the piece
-        with generate_lock:
-            yield generate_ids(model, tokenizer, prompt=prompt, max_new_tokens=max_new_tokens, seed=seed,
-                               max_seconds=seconds, **sampling)[0], True  # fmt: skip
-        return
-    ids = prompt_to_ids(prompt, tokenizer)
-    start, context = len(ids), model.config.n_positions
-    window_step = context - reprime_length(context)  # the tokens each re-primed window adds in generate_ids
-    first_window_end = max(start, context)
-    step_ms = tokenizer.time_resolution_ms
-    needed = max(1, round(seconds * 1000 / step_ms))
-    targets = [round(end * 1000 / step_ms) for end in CHUNK_ENDS if round(end * 1000 / step_ms) < needed]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        rng_state = torch.get_rng_state()
-    done_steps = 0
-    while True:
-        length = len(ids)
-        budget = max_new_tokens - (length - start)
-        if length < context:  # inside the first window: stop at the next small target or the window's end
-            budget = min(budget, context - length)
-            target = next((t for t in targets if t > done_steps), needed)
-        else:  # past it: one whole re-primed window per chunk, as generate_ids does
-            budget = min(budget, window_step - (length - first_window_end) % window_step)
-            target = needed
-        with generate_lock, torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(rng_state)
-            ids = generate_ids(model, tokenizer, prompt=ids, max_new_tokens=budget,
-                               max_seconds=(target - done_steps) * step_ms / 1000, **sampling)[0]  # fmt: skip
-            rng_state = torch.get_rng_state()
-        done_steps = int(time_steps(torch.tensor(ids[start:]), tokenizer)) if len(ids) > start else 0
-        done = done_steps >= needed or len(ids) - start >= max_new_tokens or len(ids) == length
-        yield ids, done
-        if done:
-            return
-
-
 def compose_stream(
     temperature, top_k, top_p, seconds, seed, random_seed, bundled, upload, prompt_seconds, continue_last,
     last_ids=None,
@@ -242,7 +192,9 @@ def compose_stream(
     except AudioUnavailableError as error:
         renderer, audio_note = None, f" Audio unavailable: {error}."
     try:
-        chunks = piece_chunks(model, tokenizer, prompt, seconds, seed, **sampling)
+        chunks = stream_ids(
+            model, tokenizer, prompt, seconds, seed, MAX_NEW_TOKENS, lock=generate_lock, **sampling
+        )
         previous = []  # the last update's files
         for number, (ids, done) in enumerate(chunks):
             score, notes, piece, now = decoded(tokenizer, ids)  # once: audio, piano roll and MIDI use these

@@ -7,7 +7,6 @@ The app runs in this process on 127.0.0.1 with the model it would use on a Space
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import os
 import re
 import socket
@@ -68,29 +67,6 @@ def test_space_readme_front_matter_and_system_packages():
     assert packages == ["libfluidsynth3", "musescore-general-soundfont-small"]
     installer = (REPO_ROOT / "scripts" / "install_system_packages.sh").read_text()
     assert all(package in installer for package in packages)
-
-
-def test_streamed_piece_equals_one_generate_ids_call(space):
-    from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM, generate_ids
-
-    app, _ = space
-    model, tokenizer = app.model_and_tokenizer()
-    prompt = app.prompt_to_ids(app.PROMPTS["chopin_etude_op10_no9"], tokenizer, 5)
-    sampling = dict(pitch_temperature=1.2, top_k=None, top_p=1.0)
-    streamed = list(app.piece_chunks(model, tokenizer, prompt, 6, seed=5, **sampling))
-    whole = generate_ids(model, tokenizer, prompt, max_new_tokens=app.MAX_NEW_TOKENS, max_seconds=6,
-                         seed=5, **sampling)[0]  # fmt: skip
-    assert len(streamed) >= 4 and [done for _, done in streamed] == [False] * (len(streamed) - 1) + [True]
-    assert streamed[-1][0] == whole
-    for (shorter, _), (longer, _) in itertools.pairwise(streamed):
-        assert longer[: len(shorter)] == shorter  # each update continues the last one
-    # Past the context the sliding window re-primes: a 64-event model, from silence and from a
-    # prompt longer than its context, with a token cap that ends mid-window.
-    tiny = MusicTransformerForCausalLM(MusicTransformerConfig.from_preset("tiny", n_positions=64)).eval()
-    for start, cap in (([tokenizer.bos_token_id], 200), (prompt[:90], 150)):
-        ids = [ids for ids, _ in app.piece_chunks(tiny, tokenizer, start, 600, seed=1, max_new_tokens=cap)]
-        assert ids[-1] == generate_ids(tiny, tokenizer, start, max_new_tokens=cap, max_seconds=600, seed=1)[0]
-        assert len(ids[-1]) - len(start) == cap and len(ids) >= 3
 
 
 def watch_updates(page):

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import symusic
 import torch
-from hf_music.music_transformer.grammar import grammar_violations
 
 from hf_music import MidiTokenizer
 from hf_music.commands.export_web import ORT_DIST, ORT_FILES, PAGE_DIR, export_web
+from hf_music.music_transformer.grammar import grammar_violations
 from hf_music.resources import DEFAULT_MODEL_DIR, load_model
 
 CHROMIUM = "/usr/bin/chromium"
