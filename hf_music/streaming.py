@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 
 from .decoding import reprime_length
@@ -18,6 +19,7 @@ from .generation import generate_ids, prompt_to_ids, time_steps
 # Seconds of new music after which the listener gets an update: a small first chunk for a quick
 # first sound, then longer ones (each chunk re-reads the piece so far), then every 5 s.
 CHUNK_ENDS = (1.0, 2.5, 5.0, 8.0, 12.0, 16.0)
+CHUNK_SECONDS = 5.0
 
 
 def stream_ids(
@@ -30,8 +32,8 @@ def stream_ids(
     max_seconds=seconds, **sampling)[0]``: the chunks draw from one random stream seeded once, the
     grammar state is rebuilt from the whole history each chunk, and chunks end only where that
     call's sliding window re-primes (once the piece outgrows the model's context, a chunk is a
-    whole window: the first ``context`` tokens stream in chunks ending at `chunk_ends` seconds,
-    later ones in windows). ``lock`` (a threading.Lock, say) is held during each chunk, for apps
+    whole window: the first ``context`` tokens stream in chunks ending at `chunk_ends` seconds and
+    then every CHUNK_SECONDS, later ones in windows). ``lock`` (a threading.Lock, say) is held during each chunk, for apps
     that share one model between threads.
     """
     lock = lock or contextlib.nullcontext()
@@ -46,7 +48,8 @@ def stream_ids(
     first_window_end = max(start, context)
     step_ms = tokenizer.time_resolution_ms
     needed = max(1, round(seconds * 1000 / step_ms))
-    targets = [round(end * 1000 / step_ms) for end in chunk_ends if round(end * 1000 / step_ms) < needed]
+    ends = [*chunk_ends, *np.arange(chunk_ends[-1] + CHUNK_SECONDS, seconds, CHUNK_SECONDS)]
+    targets = [round(end * 1000 / step_ms) for end in ends if round(end * 1000 / step_ms) < needed]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rng_state = torch.get_rng_state()
@@ -72,4 +75,4 @@ def stream_ids(
             return
 
 
-__all__ = ["CHUNK_ENDS", "stream_ids"]
+__all__ = ["CHUNK_ENDS", "CHUNK_SECONDS", "stream_ids"]

@@ -32,6 +32,18 @@ def test_streamed_piece_equals_one_generate_ids_call():
         assert longer[: len(shorter)] == shorter  # each update continues the last one
 
 
+def test_updates_come_every_five_seconds_after_the_first_ones():
+    model, tokenizer = load_default_model()
+    streamed = list(stream_ids(model, tokenizer, None, 30, seed=2, max_new_tokens=4096))
+    seconds = [tokenizer.seconds(ids) for ids, _ in streamed]
+    assert len(streamed) >= 8  # 1, 2.5, 5, 8, 12, 16, 21, 26 s, then the end
+    assert all(0 < later - earlier <= 5.5 for earlier, later in itertools.pairwise(seconds[5:]))
+    assert (
+        streamed[-1][0]
+        == generate_ids(model, tokenizer, None, max_new_tokens=4096, max_seconds=30, seed=2)[0]
+    )
+
+
 def test_streaming_past_the_context_follows_the_sliding_window():
     # A 64-event model, from silence and from a prompt longer than its context, with a token cap
     # that ends mid-window.
