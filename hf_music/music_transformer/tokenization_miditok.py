@@ -31,6 +31,7 @@ from transformers import PreTrainedTokenizer
 from .tokenization_music_transformer import (
     MidiReadError,
     PerformanceNotes,
+    WordVocabulary,
     _describe,
     as_id_array,
     check_piece_size,
@@ -99,7 +100,7 @@ def _load_miditok(params_file):
     return getattr(mt, tokenization)(params=params_file)
 
 
-class MiditokTokenizer(PreTrainedTokenizer):
+class MiditokTokenizer(WordVocabulary, PreTrainedTokenizer):
     """A miditok tokenizer behind the ``transformers`` tokenizer API and hf_music's MIDI interface.
 
     Make one with :meth:`from_miditok`; ``from_pretrained`` reads ``miditok_params.json`` (the
@@ -157,26 +158,11 @@ class MiditokTokenizer(PreTrainedTokenizer):
         return cls(miditok_tokenizer=tokenization)
 
     # ------------------------------------------------------------------ transformers API
-    @property
-    def vocab_size(self) -> int:
-        return len(self._id_to_token)
-
-    def get_vocab(self) -> dict[str, int]:
-        vocab = dict(self._token_to_id)
-        vocab.update(self.added_tokens_encoder)
-        return vocab
-
-    def _tokenize(self, text: str, **kwargs) -> list[str]:
-        return text.split()
-
     def _convert_token_to_id(self, token: str) -> int:
         try:
             return self._token_to_id[token]
         except KeyError:
             raise ValueError(f"unknown miditok token {token!r} for {self.vocabulary_name}") from None
-
-    def _convert_id_to_token(self, index: int) -> str:
-        return self._id_to_token[index]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return " ".join(tokens)

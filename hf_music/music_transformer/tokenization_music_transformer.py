@@ -335,7 +335,27 @@ def seconds_to_steps(seconds, step: float) -> np.ndarray:
     return np.floor(np.asarray(seconds, np.float64) / step + 0.5 + 1e-6).astype(np.int64)
 
 
-class MidiTokenizer(PreTrainedTokenizer):
+class WordVocabulary:
+    """The transformers tokenizer API over a fixed word list (``_id_to_token``, ``_token_to_id``):
+    text is tokens separated by spaces. Shared by MidiTokenizer and tokenization_miditok."""
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._id_to_token)
+
+    def get_vocab(self) -> dict[str, int]:
+        vocab = dict(self._token_to_id)
+        vocab.update(self.added_tokens_encoder)
+        return vocab
+
+    def _tokenize(self, text: str, **kwargs) -> list[str]:
+        return text.split()
+
+    def _convert_id_to_token(self, index: int) -> str:
+        return self._id_to_token[index]
+
+
+class MidiTokenizer(WordVocabulary, PreTrainedTokenizer):
     """Performance-event tokenizer for piano MIDI, a ``transformers`` tokenizer.
 
     Args:
@@ -460,18 +480,6 @@ class MidiTokenizer(PreTrainedTokenizer):
         return pairs
 
     # ------------------------------------------------------------------ transformers API
-    @property
-    def vocab_size(self) -> int:
-        return len(self._id_to_token)
-
-    def get_vocab(self) -> dict[str, int]:
-        vocab = dict(self._token_to_id)
-        vocab.update(self.added_tokens_encoder)
-        return vocab
-
-    def _tokenize(self, text: str, **kwargs) -> list[str]:
-        return text.split()
-
     def _convert_token_to_id(self, token: str) -> int:
         try:
             return self._token_to_id[token]
@@ -481,9 +489,6 @@ class MidiTokenizer(PreTrainedTokenizer):
                 f"TIME_SHIFT_k (k in 1..{self.max_time_shift}), VELOCITY_b (b in 0..{self.num_velocity_bins - 1}) "
                 f"or one of {', '.join(SPECIAL_TOKENS)}"
             ) from None
-
-    def _convert_id_to_token(self, index: int) -> str:
-        return self._id_to_token[index]
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
         return "".join(" " + token for token in tokens)
