@@ -35,6 +35,7 @@ from .tokenization_music_transformer import (
     _describe,
     as_id_array,
     check_piece_size,
+    id_rows,
     load_score,
     score_to_notes,
     tick_to_seconds,
@@ -274,11 +275,8 @@ class MiditokTokenizer(WordVocabulary, PreTrainedTokenizer):
         skips tokens that break its grammar; a sequence it still cannot read decodes to an
         empty Score rather than an exception, as ``MidiTokenizer.decode_midi`` never raises.
         """
-        if hasattr(ids, "detach"):
-            ids = ids.detach().cpu().numpy()
-        if isinstance(ids, np.ndarray) and ids.ndim == 2:
-            return [self.decode_midi(row) for row in ids]
-        if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray)):
+        ids, several = id_rows(ids)
+        if several:
             return [self.decode_midi(row) for row in ids]
         content = self.content_ids(ids)
         if not content:

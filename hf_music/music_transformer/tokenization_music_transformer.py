@@ -335,6 +335,16 @@ def seconds_to_steps(seconds, step: float) -> np.ndarray:
     return np.floor(np.asarray(seconds, np.float64) / step + 0.5 + 1e-6).astype(np.int64)
 
 
+def id_rows(ids) -> tuple:
+    """(ids, several): a tensor becomes numpy, and ``several`` says whether ids hold a batch of
+    sequences (a 2-D array or tensor, or a list of lists or arrays) rather than one."""
+    if hasattr(ids, "detach"):
+        ids = ids.detach().cpu().numpy()
+    if isinstance(ids, np.ndarray):
+        return ids, ids.ndim == 2
+    return ids, isinstance(ids, (list, tuple)) and bool(ids) and isinstance(ids[0], (list, tuple, np.ndarray))
+
+
 class WordVocabulary:
     """The transformers tokenizer API over a fixed word list (``_id_to_token``, ``_token_to_id``):
     text is tokens separated by spaces. Shared by MidiTokenizer and tokenization_miditok."""
@@ -820,11 +830,8 @@ class MidiTokenizer(WordVocabulary, PreTrainedTokenizer):
         Any sequence decodes without an exception: specials and pads are skipped, NOTE_OFFs
         without a sounding note are ignored and notes still open at the end are closed.
         """
-        if hasattr(ids, "detach"):
-            ids = ids.detach().cpu().numpy()
-        if isinstance(ids, np.ndarray) and ids.ndim == 2:
-            return [self.decode_midi(row) for row in ids]
-        if isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray)):
+        ids, several = id_rows(ids)
+        if several:
             return [self.decode_midi(row) for row in ids]
         return self.notes_to_score(self.ids_to_notes(ids))
 
