@@ -67,7 +67,7 @@ def table_rows(output: str) -> list[list[str]]:
         ),
     ],
 )
-def test_benchmark_prints_its_table(script, args, first_cells):
+def test_benchmark_script_prints_its_table_rows_of_numbers(script, args, first_cells):
     rows = table_rows(run_benchmark(script, *args))
     assert [row[: len(cells)] for row, cells in zip(rows, first_cells, strict=False)] == first_cells
     assert len(rows) == len(first_cells)

@@ -75,7 +75,7 @@ def test_music_features_of_a_known_piece():
     assert f["notes_per_second"].tolist() == [3, 2]  # windows [0, 1) and [1, 2.5]
 
 
-def test_overlap_and_kl_bounds():
+def test_overlap_is_1_and_kl_0_for_equal_sets_and_overlap_0_for_disjoint_ones():
     bins = np.arange(-0.5, 12.5)
     same = np.array([0, 4, 7, 7, 11])
     assert overlap_and_kl(same, same, bins) == pytest.approx((1.0, 0.0), abs=1e-9)

@@ -120,7 +120,7 @@ def test_grammar_constraint_removes_ill_formed_events(model, tokenizer):
     assert sum(grammar_violations(r, tokenizer) for r in constrained) == 0
 
 
-def test_grammar_processor_masks(tokenizer):
+def test_grammar_blocks_notes_off_for_silent_pitches_and_on_for_sounding_ones(tokenizer):
     history = [
         tokenizer.convert_tokens_to_ids(["<bos>", "NOTE_ON_60", "NOTE_ON_64", "TIME_SHIFT_5", "NOTE_OFF_64"])
     ]
@@ -300,7 +300,7 @@ def test_sampling_limits_hold_in_generated_music(model, tokenizer):
         assert onsets[0] <= 1.0 + 1e-9 and (onsets[1:] - reach[:-1]).max() <= 1.0 + 1e-9
 
 
-def test_grammar_violations_counts(tokenizer):
+def test_grammar_violations_count_orphan_offs_double_ons_double_offs_and_pads(tokenizer):
     ids = tokenizer.convert_tokens_to_ids(
         ["<bos>", "NOTE_OFF_50", "NOTE_ON_60", "NOTE_ON_60", "NOTE_OFF_60", "NOTE_OFF_60", "<pad>"]
     )

@@ -50,7 +50,7 @@ def test_presets_have_their_sizes(preset, low, high):
     assert low <= count_parameters(model) <= high
 
 
-def test_preset_errors_and_overrides():
+def test_an_unknown_preset_is_named_and_preset_fields_can_be_overridden():
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         MusicTransformerConfig.from_preset("huge")
     config = MusicTransformerConfig.from_preset("tiny", n_positions=512)
@@ -95,7 +95,7 @@ def test_checkpoint_is_safetensors_with_code_and_auto_map(checkpoint):
     assert tok_config["auto_map"]["AutoTokenizer"][0] == "tokenization_music_transformer.MidiTokenizer"
 
 
-def test_generation_config_defaults(checkpoint):
+def test_saved_generation_config_samples_untruncated_1024_new_tokens(checkpoint):
     gen = json.loads((checkpoint / "generation_config.json").read_text())
     assert gen["do_sample"] is True
     assert gen["temperature"] == 1.0 and gen["top_k"] == 0 and gen["top_p"] == 1.0

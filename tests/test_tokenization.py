@@ -51,7 +51,7 @@ def make_score(notes, tpq=480, tempos=((0, 120.0),), pedals=(), drum_notes=()):
 
 
 # ---------------------------------------------------------------- vocabulary and text API
-def test_vocabulary_layout(tokenizer):
+def test_vocabulary_has_391_ids_in_four_event_blocks_after_three_specials(tokenizer):
     assert tokenizer.vocab_size == len(tokenizer) == 391
     assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id) == (0, 1, 2)
     tokens = tokenizer.convert_ids_to_tokens([3, 130, 131, 258, 259, 358, 359, 390])
@@ -406,7 +406,7 @@ def test_bad_files_raise_midi_read_error_naming_file(tokenizer, bad_midi_files, 
         tokenizer.encode_midi(path.read_bytes())
 
 
-def test_missing_file_and_wrong_type(tokenizer, tmp_path):
+def test_a_missing_file_is_named_and_a_wrong_input_type_refused(tokenizer, tmp_path):
     with pytest.raises(MidiReadError, match=r"nope\.mid"):
         tokenizer.encode_midi(tmp_path / "nope.mid")
     with pytest.raises(TypeError, match="int"):
@@ -426,7 +426,7 @@ def test_odd_but_valid_file_encodes(tokenizer, bad_midi_files):
     assert 0 < len(tokenizer.ids_to_notes(ids)) <= pitched
 
 
-def test_package_exports():
+def test_the_package_exports_the_tokenizer_and_its_error():
     assert hf_music.MidiTokenizer is MidiTokenizer
     assert issubclass(hf_music.MidiReadError, ValueError)
 

@@ -176,7 +176,7 @@ def test_prompt_seconds_keep_the_first_notes(mmm):
     assert len(mmm.ids_to_notes(mmm.encode_midi(SONG))) == 1556
 
 
-def test_load_tokenizer_specs(tmp_path):
+def test_load_tokenizer_takes_a_vocabulary_name_options_or_a_saved_folder_and_names_bad_ones(tmp_path):
     assert isinstance(load_tokenizer(None), MidiTokenizer) and isinstance(
         load_tokenizer("performance"), MidiTokenizer
     )
