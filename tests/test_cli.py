@@ -81,7 +81,8 @@ def test_the_wheel_can_train_and_push(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("hf_music-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("cli", "train", "evaluate", "push", "prepare", "token_pack", "windows"):
+    for module in ("cli", "commands/train", "commands/evaluate", "commands/push", "commands/prepare",
+                   "commands/export_web", "music_transformer/grammar", "token_pack", "windows"):  # fmt: skip
         assert f"hf_music/{module}.py" in names
     assert "hf_music/assets/default_model/model.safetensors" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
