@@ -104,6 +104,14 @@ SESSION_RUN_STEPS_PER_SECOND = """async (steps) => {
 }"""
 
 
+# music.js's generate with an event cap: the ids it returns.
+CAPPED_PIECE = """async (maxEvents) => {
+  const music = await import("./music.js");
+  const model = await music.loadModel();
+  return music.generate(model, { seconds: 60, temperature: 1, seed: 2, maxEvents });
+}"""
+
+
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # no line per request in the test log
         pass
@@ -190,7 +198,7 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
 
 
 @pytest.mark.slow
-def test_page_composes_past_the_models_context_by_repriming(tmp_path):
+def test_page_composes_past_the_models_context_by_repriming_and_caps_its_events(tmp_path):
     from playwright.sync_api import sync_playwright
 
     from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
@@ -212,10 +220,12 @@ def test_page_composes_past_the_models_context_by_repriming(tmp_path):
             compose(page, seconds=8, seed=1, path=tmp_path / "piece.mid")
             progress = page.text_content("#progress")
             ids = page.evaluate("window.lastEvents")
+            capped = page.evaluate(CAPPED_PIECE, 40)  # 60 s asked, 40 events allowed
             browser.close()
     finally:
         server.shutdown()
     assert not errors
+    assert len(capped) == 1 + 40  # <bos> and the events
     assert re.fullmatch(r"Done: 8\.\d s of music, \d+ events in .*", progress), progress
     assert len(ids) > 3 * 16
     assert grammar_violations(ids, MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR)) == 0
