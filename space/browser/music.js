@@ -126,7 +126,8 @@ export async function generate({ session, vocab, layout }, { seconds, temperatur
     const out = await session.run(feeds);
     past.dispose?.();
     past = out.present;
-    const logits = Float64Array.from(out.logits.data.subarray((fed.length - 1) * layout.size, fed.length * layout.size));
+    const last = (fed.length - 1) * out.logits.dims[2]; // the last token's row (the model's vocab may be padded)
+    const logits = Float64Array.from(out.logits.data.subarray(last, last + layout.size));
     out.logits.dispose?.();
     grammar.mask(logits);
     const id = sample(logits, temperature, random);
