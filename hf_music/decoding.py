@@ -6,8 +6,9 @@ from the model) on ``input_ids`` [batch, tokens] at ``position`` (the index of t
 writing the tokens' keys and values into ``past`` [layers, 2, batch, heads, max_len, head_dim] at
 position..position+tokens-1 and attending to the cache up to there. One call serves a prompt
 (prefill, tokens > 1) or one decoding step (tokens = 1). In eager mode the cache is written in place
-and only its filled part is read; `export_onnx` writes the same step as a graph whose cache is an
-input (``past``) and an output (``present``), for onnxruntime (Python or web).
+and only its filled part is read; `export_onnx` writes the same step as a graph whose growing cache
+is an input (``past``, the positions so far) and an output (``present``, with the tokens' appended),
+for onnxruntime (Python or web).
 
 Why not ``model.generate``: at batch 1 a 3.8M-parameter model needs ~12 MFLOP per token, and
 transformers' per-step machinery (cache objects, masks, processor lists, stopping checks) cost as
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ONNX_INPUTS = ("input_ids", "position", "past")
+ONNX_INPUTS = ("input_ids", "past")
 ONNX_OUTPUTS = ("logits", "present")
 
 
@@ -42,8 +43,9 @@ class DecoderStep(nn.Module):
     """One decoding step (or a prefill) of a GPT-2 LM head model against a preallocated KV cache.
 
     ``forward(input_ids, position, past) -> (logits, present)``; in eager mode (``functional=False``)
-    ``present`` is ``past`` itself, written in place. ``functional=True`` (the ONNX export) returns a
-    new cache and attends over all of it with a mask, so the graph has no data-dependent shapes.
+    ``present`` is ``past`` itself, written in place. ``functional=True`` (the ONNX export) takes a
+    growing cache instead: ``past`` [layers, 2, batch, heads, position, head_dim] holds exactly the
+    positions before the tokens, and ``present`` is it with the tokens' keys and values appended.
     """
 
     def __init__(self, model, functional: bool = False):
@@ -86,9 +88,10 @@ class DecoderStep(nn.Module):
         positions = torch.arange(tokens, device=input_ids.device) + position
         hidden = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
         if self.functional:
-            # Every cached key up to the token's own position: position + tokens <= max_len.
-            keys_seen = torch.arange(past.shape[4], device=input_ids.device)[None, :] <= positions[:, None]
-            end, mask = past.shape[4], keys_seen
+            # A growing cache: ``past`` holds positions 0..position-1 and each token sees the keys up
+            # to its own position (a symbolic shape in the export, so no branch on it).
+            end = position + tokens
+            mask = torch.arange(end, device=input_ids.device)[None, :] <= positions[:, None]
         else:
             end = position + tokens
             mask = None
@@ -100,7 +103,9 @@ class DecoderStep(nn.Module):
             layers.append(layer_cache)
         hidden = self.transformer.ln_f(hidden)
         logits = self.lm_head(hidden)
-        return logits, torch.stack(layers) if self.functional else past
+        if self.functional:  # one copy of the old cache, the new keys and values after it
+            return logits, torch.cat((past, torch.stack(layers)), dim=4)
+        return logits, past
 
     def _block(self, block, hidden, past, index, position, positions, end, mask):
         """One GPT-2 block, op for op as transformers computes it (Conv1D: x @ W + b)."""
@@ -110,9 +115,8 @@ class DecoderStep(nn.Module):
         qkv = torch.addmm(qkv_b, x, qkv_w)
         q, k, v = qkv.view(batch, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.functional:
-            keys = past[index, 0].index_copy(2, positions, k)
-            values = past[index, 1].index_copy(2, positions, v)
-            layer_cache = torch.stack((keys, values))
+            keys, values = torch.cat((past[index, 0], k), dim=2), torch.cat((past[index, 1], v), dim=2)
+            layer_cache = torch.stack((k, v))  # only the tokens' own: forward appends them to past
         else:
             past[index, :, :, :, position:end] = torch.stack((k, v))
             keys, values = past[index, 0, :, :, :end], past[index, 1, :, :, :end]
@@ -126,26 +130,40 @@ class DecoderStep(nn.Module):
         return hidden, layer_cache
 
 
-def export_onnx(model, path, batch: int = 1, opset: int = 18) -> str:
-    """Write the decoding step of `model` as an ONNX graph with its cache as input and output.
+class _GrowingCacheStep(nn.Module):
+    """The exported graph's signature: ``(input_ids, past) -> (logits, present)``, the position
+    being the cache's length, so a caller feeds ``present`` back and keeps no counter."""
 
-    Inputs: ``input_ids`` int64 [batch, tokens], ``position`` int64 [] (index of the first token),
-    ``past`` float32 [layers, 2, batch, heads, max_len, head_dim]. Outputs: ``logits`` float32
-    [batch, tokens, vocab], ``present`` (``past`` with the tokens' keys and values written at
-    position..position+tokens-1). batch and tokens are dynamic; max_len is the model's n_positions.
+    def __init__(self, model):
+        super().__init__()
+        self.step = DecoderStep(model, functional=True)
+
+    def forward(self, input_ids: torch.Tensor, past: torch.Tensor):
+        return self.step(input_ids, past.shape[4], past)
+
+
+def export_onnx(model, path, batch: int = 1, opset: int = 18) -> str:
+    """Write the decoding step of `model` as an ONNX graph with a growing key/value cache.
+
+    Inputs: ``input_ids`` int64 [batch, tokens] and ``past`` float32 [layers, 2, batch, heads,
+    past_len, head_dim], the keys and values of the positions before the tokens (past_len may be
+    0: a prefill). Outputs: ``logits`` float32 [batch, tokens, vocab] and ``present`` [layers, 2,
+    batch, heads, past_len + tokens, head_dim], to feed back as the next ``past``. batch, tokens and
+    past_len are dynamic; past_len + tokens must not pass the model's n_positions (the caller re-primes
+    or stops there). A step moves only the filled cache, not the whole context's (the page in
+    Chromium spent its time copying a fixed 2,048-position cache in and out of the wasm runtime).
     Needs the ``onnx`` extra (onnx, onnxscript). Returns the path.
     """
-    step = DecoderStep(model, functional=True).eval()
-    example = (
-        torch.ones(batch, 2, dtype=torch.long),
-        torch.tensor(0, dtype=torch.long),
-        step.new_cache(batch),
-    )
-    batch_dim, tokens_dim = torch.export.Dim("batch"), torch.export.Dim("tokens", max=step.max_len)
-    shapes = {"input_ids": {0: batch_dim, 1: tokens_dim}, "position": None, "past": {2: batch_dim}}
+    wrapper = _GrowingCacheStep(model).eval()
+    step = wrapper.step
+    example = (torch.ones(batch, 2, dtype=torch.long), step.new_cache(batch, max_len=3))
+    batch_dim = torch.export.Dim("batch")
+    tokens_dim = torch.export.Dim("tokens", max=step.max_len)
+    past_dim = torch.export.Dim("past_len", min=0, max=step.max_len - 1)
+    shapes = {"input_ids": {0: batch_dim, 1: tokens_dim}, "past": {2: batch_dim, 4: past_dim}}
     with torch.inference_mode(False), torch.no_grad():
         program = torch.onnx.export(
-            step, example, input_names=list(ONNX_INPUTS), output_names=list(ONNX_OUTPUTS),
+            wrapper, example, input_names=list(ONNX_INPUTS), output_names=list(ONNX_OUTPUTS),
             dynamic_shapes=shapes, opset_version=opset, dynamo=True, external_data=False,
         )  # fmt: skip
     program.save(str(path))

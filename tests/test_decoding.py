@@ -146,7 +146,7 @@ def test_backend_choice_is_checked(tokenizer):
 
 
 @pytest.mark.slow
-def test_onnx_export_computes_the_same_step(short_model, excerpts, tmp_path):
+def test_onnx_export_computes_the_same_step_on_a_growing_cache(short_model, excerpts, tmp_path):
     import onnx
     import onnxruntime
 
@@ -155,25 +155,26 @@ def test_onnx_export_computes_the_same_step(short_model, excerpts, tmp_path):
     assert [i.name for i in graph.input] == list(ONNX_INPUTS)
     assert [o.name for o in graph.output] == list(ONNX_OUTPUTS)
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    config = short_model.config
+    config = short_model.config  # 64 positions: the steps below fill the whole context
     head_dim = config.n_embd // config.n_head
-    past = np.zeros((config.n_layer, 2, 2, config.n_head, config.n_positions, head_dim), np.float32)
-    ids = excerpts[:, :40].numpy()
-    first, present = session.run(None, {"input_ids": ids[:, :30], "position": np.array(0), "past": past})
-    rest = []
-    for i in range(30, 40):  # one token at a time, the cache going round
-        logits, present = session.run(
-            None, {"input_ids": ids[:, i : i + 1], "position": np.array(i), "past": present}
-        )
-        rest.append(logits)
-    got = np.concatenate([first, *rest], axis=1)
-    np.testing.assert_allclose(got, lean_logits(short_model, excerpts[:, :40], 30).numpy(), atol=1e-4)
+    past = np.zeros((config.n_layer, 2, 2, config.n_head, 0, head_dim), np.float32)  # nothing yet
+    ids = excerpts[:, :64].numpy()
+    # A 30-token prefill on the empty cache, a 5-token chunk after it (each sees its own past), then
+    # one token at a time up to the context's last position, the returned cache fed back.
+    spans = [(0, 30), (30, 35)] + [(i, i + 1) for i in range(35, 64)]
+    got = []
+    for first, last in spans:
+        logits, present = session.run(None, {"input_ids": ids[:, first:last], "past": past})
+        assert present.shape == (config.n_layer, 2, 2, config.n_head, last, head_dim)
+        got.append(logits)
+        past = present
+    got = np.concatenate(got, axis=1)
+    np.testing.assert_allclose(got, lean_logits(short_model, excerpts[:, :64], 30).numpy(), atol=1e-4)
     step = DecoderStep(short_model)
     cache = step.new_cache(2)
     with torch.inference_mode():
-        step(excerpts[:, :40], 0, cache)
-    np.testing.assert_allclose(present[:, :, :, :, :40], cache[:, :, :, :, :40].numpy(), atol=1e-4)
-    assert not present[:, :, :, :, 40:].any()
+        step(excerpts[:, :64], 0, cache)
+    np.testing.assert_allclose(present, cache.numpy(), atol=1e-4)
 
 
 def test_cli_samples_are_one_batched_run_and_the_same_from_either_backend(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import re
 import shutil
 import subprocess
@@ -62,21 +63,53 @@ def test_onnx_step_with_its_cache_gives_the_models_logits_on_a_real_prompt(web_d
     with torch.no_grad():
         expected = model(torch.tensor([ids])).logits[0].numpy()
     session = onnxruntime.InferenceSession(str(web_dir / "model.onnx"))
-    shape = [dim if isinstance(dim, int) else 1 for dim in session.get_inputs()[2].shape]
-    past = np.zeros(shape, np.float32)
-    # A prefill of 100 events, then one event per step on the cache the graph returns.
-    prefill = {"input_ids": np.array([ids[:100]]), "position": np.array(0), "past": past}
-    logits, past = session.run(None, prefill)
+    vocab = json.loads((web_dir / "vocab.json").read_text())
+    past = np.zeros(vocab["past_shape"], np.float32)  # the page's empty cache: no position yet
+    # A prefill of 100 events, then one event per step on the (growing) cache the graph returns.
+    logits, past = session.run(None, {"input_ids": np.array([ids[:100]]), "past": past})
     got = [logits[0]]
     for position in range(100, len(ids)):
-        feeds = {"input_ids": np.array([[ids[position]]]), "position": np.array(position), "past": past}
-        logits, past = session.run(None, feeds)
+        assert past.shape[4] == position
+        logits, past = session.run(None, {"input_ids": np.array([[ids[position]]]), "past": past})
         got.append(logits[0])
     got = np.concatenate(got)
+    print(f"\nonnxruntime (Python): {steps_per_second(session, past.shape):.0f} steps/s at positions 0-500")
     # To 1e-4 of the logits' scale (~28 here): fp32 itself is no closer (HF fp32 against the same model
     # in float64: 3.5e-4 at most; onnxruntime against HF: 6.5e-4).
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def steps_per_second(session, cache_shape, steps: int = 500) -> float:
+    """Single steps from an empty cache, each fed the cache the last returned (the page's loop)."""
+    past = np.zeros((*cache_shape[:4], 0, cache_shape[5]), np.float32)
+    started = time.perf_counter()
+    for _ in range(steps):
+        _, past = session.run(None, {"input_ids": np.array([[1]]), "past": past})
+    return steps / (time.perf_counter() - started)
+
+
+# In the page: session.run alone, single steps from an empty cache (a figure for the test log).
+SESSION_RUN_STEPS_PER_SECOND = """async (steps) => {
+  const { loadModel } = await import("./music.js");
+  const { session, vocab } = await loadModel();
+  const ort = await import("./ort/ort.wasm.min.mjs");
+  let past = new ort.Tensor("float32", new Float32Array(0), vocab.past_shape);
+  const started = performance.now();
+  for (let i = 0; i < steps; i++) {
+    const out = await session.run({ input_ids: new ort.Tensor("int64", BigInt64Array.of(1n), [1, 1]), past });
+    past = out.present;
+  }
+  return steps / ((performance.now() - started) / 1000);
+}"""
+
+
+# music.js's generate with an event cap: the ids it returns.
+CAPPED_PIECE = """async (maxEvents) => {
+  const music = await import("./music.js");
+  const model = await music.loadModel();
+  return music.generate(model, { seconds: 60, temperature: 1, seed: 2, maxEvents });
+}"""
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -101,7 +134,10 @@ def compose(page, seconds: int, seed: int, path: Path) -> bytes:
     page.fill("#seconds", str(seconds))
     page.fill("#seed", str(seed))
     page.click("#generate")
-    page.wait_for_selector("#download:not([hidden])", timeout=540_000)
+    offered = "!document.getElementById('download').hidden"
+    failed = "document.getElementById('progress').textContent.startsWith('Could not')"
+    page.wait_for_function(f"{offered} || {failed}", timeout=540_000)
+    assert page.is_visible("#download"), page.text_content("#progress")
     with page.expect_download() as download:
         page.click("#download")
     download.value.save_as(path)
@@ -130,12 +166,14 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
             ids = page.evaluate("window.lastEvents")
             # The seeded sampler: a seed gives the same piece again, another seed another piece.
             pieces = [compose(page, 2, seed, tmp_path / f"short_{i}.mid") for i, seed in enumerate((3, 3, 4))]
+            run_speed = page.evaluate(SESSION_RUN_STEPS_PER_SECOND, 500)
             browser.close()
     finally:
         server.shutdown()
     print(
         f"\nChromium page: 20 s of music, {stats['events']} events in {elapsed:.1f} s "
-        f"({float(stats['tokensPerSecond']):.1f} events/s)"
+        f"({float(stats['tokensPerSecond']):.1f} events/s); session.run alone {run_speed:.1f} steps/s "
+        "at positions 0-500"
     )
     assert not errors
     # The clock passes 20 s with the last TIME_SHIFT (at most 1 s).
@@ -157,6 +195,40 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
     assert grammar_violations(ids, tokenizer) == 0
     expected = tokenizer.decode_midi(ids).to("second").tracks[0].notes.numpy()
     assert sorted_notes(notes) == sorted_notes(expected)
+
+
+@pytest.mark.slow
+def test_page_composes_past_the_models_context_by_repriming_and_caps_its_events(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
+
+    torch.manual_seed(0)  # a 16-event context: 8 s of music take several windows
+    config = MusicTransformerConfig.from_preset("tiny", n_positions=16, initializer_range=0.2)
+    MusicTransformerForCausalLM(config).save_pretrained(tmp_path / "short")
+    MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR).save_pretrained(tmp_path / "short")
+    npm_install_onnxruntime_web()
+    server = serve(export_web(str(tmp_path / "short"), tmp_path / "web"))
+    errors = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_function("!document.getElementById('generate').disabled", timeout=60_000)
+            compose(page, seconds=8, seed=1, path=tmp_path / "piece.mid")
+            progress = page.text_content("#progress")
+            ids = page.evaluate("window.lastEvents")
+            capped = page.evaluate(CAPPED_PIECE, 40)  # 60 s asked, 40 events allowed
+            browser.close()
+    finally:
+        server.shutdown()
+    assert not errors
+    assert len(capped) == 1 + 40  # <bos> and the events
+    assert re.fullmatch(r"Done: 8\.\d s of music, \d+ events in .*", progress), progress
+    assert len(ids) > 3 * 16
+    assert grammar_violations(ids, MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR)) == 0
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Write the in-browser page (space/browser/) for a checkpoint: `hf-music export-web --model CKPT --out DIR`.
 
-DIR gets index.html and music.js (the page), model.onnx (hf_music.decoding's step with its cache),
-vocab.json (token names -> ids, the time step, the cache's shape, the grammar's limits) and ort/
+DIR gets index.html and music.js (the page), model.onnx (hf_music.decoding's step with its growing cache),
+vocab.json (token names -> ids, the time step, the empty cache's shape, the context, the grammar's limits) and ort/
 (onnxruntime-web's wasm build, copied from space/browser/node_modules after `npm install` there).
 Serve DIR with `python -m http.server --directory DIR` and open it: the music is made in the browser.
 """
@@ -65,7 +65,8 @@ def export_web(model_name_or_path: str | None, out_dir) -> Path:
     vocab = {
         "tokens": dict(sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])),
         "time_step": layout.time_step,
-        "past_shape": [c.n_layer, 2, 1, c.n_head, c.n_positions, c.n_embd // c.n_head],  # decoding's cache
+        "past_shape": [c.n_layer, 2, 1, c.n_head, 0, c.n_embd // c.n_head],  # the empty (growing) cache
+        "context": c.n_positions,  # events the cache holds at most: the page re-primes there
         "grammar": {name: getattr(settings, name, default) for name, default in GRAMMAR_DEFAULTS.items()},
     }
     (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")

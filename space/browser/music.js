@@ -109,28 +109,38 @@ function sample(logits, temperature, random) {
   return weights.findLastIndex((w) => w > 0);
 }
 
-// Events until `seconds` of music (or the model's context is full); onProgress(seconds, tokens) per event.
-export async function generate({ session, vocab, layout }, { seconds, temperature, seed, onProgress }) {
+// Events until `seconds` of music (or `maxEvents`); onProgress(seconds, tokens) per event. The graph
+// takes the cache of the positions so far (`past`, empty at first) and returns it one event longer
+// (`present`), so a step moves only what is filled. When the context is full, the most recent half
+// of the events is prefilled again from position 0, as hf_music.decoding.reprime_length does.
+export async function generate({ session, vocab, layout }, { seconds, temperature, seed, onProgress, maxEvents }) {
   const random = seededRandom(seed);
   const grammar = new Grammar(layout);
-  const [, , , , maxLen] = vocab.past_shape;
-  let past = new ort.Tensor("float32", new Float32Array(vocab.past_shape.reduce((a, b) => a * b)), vocab.past_shape);
+  const empty = () => new ort.Tensor("float32", new Float32Array(0), vocab.past_shape);
+  const limit = maxEvents ?? Math.ceil(seconds * 100);
+  let past = empty();
   const ids = [layout.bos];
-  while (grammar.now * layout.timeStep < seconds && ids.length < maxLen) {
-    const feeds = {
-      input_ids: new ort.Tensor("int64", BigInt64Array.of(BigInt(ids.at(-1))), [1, 1]),
-      position: new ort.Tensor("int64", BigInt64Array.of(BigInt(ids.length - 1)), []),
-      past,
-    };
+  let fed = [layout.bos]; // the tokens the next step runs: a prefill, or the last event
+  while (grammar.now * layout.timeStep < seconds && ids.length - 1 < limit) {
+    const feeds = { input_ids: new ort.Tensor("int64", BigInt64Array.from(fed, BigInt), [1, fed.length]), past };
     const out = await session.run(feeds);
     past.dispose?.();
     past = out.present;
-    const logits = Float64Array.from(out.logits.data.subarray(0, layout.size));
+    const last = (fed.length - 1) * out.logits.dims[2]; // the last token's row (the model's vocab may be padded)
+    const logits = Float64Array.from(out.logits.data.subarray(last, last + layout.size));
+    out.logits.dispose?.();
     grammar.mask(logits);
     const id = sample(logits, temperature, random);
     grammar.update(id);
     ids.push(id);
     onProgress?.(grammar.now * layout.timeStep, ids.length - 1);
+    if (past.dims[4] === vocab.context - 1) { // the new event would take the last slot: a new window
+      past.dispose?.();
+      past = empty();
+      fed = ids.slice(-Math.floor(vocab.context / 2));
+    } else {
+      fed = [id];
+    }
   }
   return ids;
 }
