@@ -39,6 +39,13 @@ def supports_lean_decoding(model) -> bool:
     )
 
 
+def _plain_function(act):
+    """The function inside transformers' tanh-GELU module: a module call costs as much as the GELU."""
+    from transformers.activations import GELUTanh
+
+    return act.act if type(act) is GELUTanh else act
+
+
 class DecoderStep(nn.Module):
     """One decoding step (or a prefill) of a GPT-2 LM head model against a preallocated KV cache.
 
@@ -57,6 +64,7 @@ class DecoderStep(nn.Module):
         self.heads, self.head_dim = config.n_head, config.n_embd // config.n_head
         self.layers, self.max_len = config.n_layer, config.n_positions
         self.scale = None if config.scale_attn_weights else 1.0  # None: SDPA's 1/sqrt(head_dim)
+        self.query_scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
         self.functional = functional
         # Per block, its parameters (the model's own tensors, not copies), looked up once: a step
         # is a few dozen small ops, and nn.Module attribute lookups would cost as much as the math.
@@ -70,12 +78,59 @@ class DecoderStep(nn.Module):
                 (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
                 block.mlp.c_fc.weight,
                 block.mlp.c_fc.bias,
-                block.mlp.act,
+                _plain_function(block.mlp.act),
                 block.mlp.c_proj.weight,
                 block.mlp.c_proj.bias,
             )
             for block in self.transformer.h
         ]
+        ln_f = self.transformer.ln_f
+        self.ln_f = (ln_f.weight, ln_f.bias, ln_f.eps)
+        self._layer_caches: tuple[torch.Tensor | None, list] = (None, [])
+
+    def _layers_of(self, past: torch.Tensor) -> list[torch.Tensor]:
+        """past[layer] per layer, looked up once per cache: indexing a tensor costs microseconds."""
+        if self._layer_caches[0] is not past:
+            self._layer_caches = (past, list(past.unbind(0)))
+        return self._layer_caches[1]
+
+    def _eager(self, input_ids: torch.Tensor, position: int, past: torch.Tensor, last_only: bool):
+        """The in-place step with as few tensor ops as the math allows: at batch 1 each op's dispatch
+        (a few microseconds) costs about as much as its arithmetic. Rows are [batch * tokens, width]."""
+        batch, tokens = input_ids.shape
+        end = position + tokens
+        wte, wpe = self.transformer.wte.weight, self.transformer.wpe.weight
+        hidden = (F.embedding(input_ids, wte) + wpe[position:end]).view(batch * tokens, -1)
+        causal = tokens > 1 and position == 0  # a prefill from the start: SDPA's causal kernel
+        mask = None
+        if tokens > 1 and not causal:
+            mask = torch.ones(tokens, end, dtype=torch.bool, device=input_ids.device).tril(position)
+        for block, layer_cache in zip(self.blocks, self._layers_of(past)):
+            hidden = self._eager_block(block, hidden, layer_cache, batch, position, end, mask, causal)
+        if last_only:
+            hidden = hidden.view(batch, tokens, -1)[:, -1]
+            tokens = 1
+        hidden = F.layer_norm(hidden, hidden.shape[-1:], *self.ln_f)
+        return F.linear(hidden, self.lm_head.weight).view(batch, tokens, -1)
+
+    def _eager_block(self, block, hidden, layer_cache, batch, position, end, mask, causal):
+        """`_block`'s arithmetic, op for op, with the keys and values written by one copy."""
+        width = hidden.shape[-1]
+        ln_1, qkv_w, qkv_b, proj_w, proj_b, ln_2, fc_w, fc_b, act, out_w, out_b = block
+        qkv = torch.addmm(qkv_b, F.layer_norm(hidden, (width,), *ln_1), qkv_w)
+        qkv = qkv.view(batch, -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        layer_cache[:, :, :, position:end].copy_(qkv[1:])
+        keys, values = layer_cache[0, :, :, :end], layer_cache[1, :, :, :end]
+        if qkv.shape[3] == 1:  # one query: two GEMVs read the cache at about twice SDPA's speed here
+            scores = torch.matmul(qkv[0] * self.query_scale, keys.transpose(2, 3))
+            y = torch.matmul(torch.softmax(scores, dim=-1), values)
+        else:
+            y = F.scaled_dot_product_attention(
+                qkv[0], keys, values, attn_mask=mask, is_causal=causal, scale=self.scale
+            )
+        hidden = hidden + torch.addmm(proj_b, y.transpose(1, 2).reshape(-1, width), proj_w)
+        x = act(torch.addmm(fc_b, F.layer_norm(hidden, (width,), *ln_2), fc_w))
+        return hidden + torch.addmm(out_b, x, out_w)
 
     def new_cache(self, batch: int, max_len: int | None = None) -> torch.Tensor:
         """An empty cache [layers, 2, batch, heads, max_len, head_dim], the model's dtype and device."""
@@ -83,7 +138,10 @@ class DecoderStep(nn.Module):
         weight = self.lm_head.weight
         return torch.zeros(shape, dtype=weight.dtype, device=weight.device)
 
-    def forward(self, input_ids: torch.Tensor, position, past: torch.Tensor):
+    def forward(self, input_ids: torch.Tensor, position, past: torch.Tensor, last_only: bool = False):
+        """``last_only``: logits of the last token only ([batch, 1, vocab]), as the sampler needs."""
+        if not self.functional:
+            return self._eager(input_ids, int(position), past, last_only), past
         tokens = input_ids.shape[1]
         positions = torch.arange(tokens, device=input_ids.device) + position
         hidden = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
@@ -235,7 +293,7 @@ class LeanSampler:
             if position == self.context - 1:
                 position, logits = self._prefill(ids, length, cache)
             else:
-                logits = self.step(ids[:, length - 1 : length], position, cache)[0][:, -1]
+                logits = self.step(ids[:, length - 1 : length], position, cache, last_only=True)[0][:, -1]
                 position += 1
         return ids[:, :length]
 
@@ -243,7 +301,7 @@ class LeanSampler:
         """The most recent tokens that fit, run from position 0 (overwriting the cache): returns the
         next position and the last token's logits."""
         keep = length if length < self.context else reprime_length(self.context)
-        return keep, self.step(ids[:, length - keep : length], 0, cache)[0][:, -1]
+        return keep, self.step(ids[:, length - keep : length], 0, cache, last_only=True)[0][:, -1]
 
 
 def sampling_processors(
