@@ -66,6 +66,23 @@ def test_step_logits_equal_the_models_on_real_music(default_model, excerpts):
     torch.testing.assert_close(got, whole, atol=5e-4, rtol=0)
 
 
+def test_a_prefill_in_chunks_and_last_only_logits_equal_the_models(default_model, excerpts):
+    # Chunks after the first start past position 0 (the masked attention path), equal to the
+    # model's forward pass up to the order of the sums (as above); the sampler's last-token-only
+    # logits are the full call's last row (a 1-row product: rounding apart); a second cache is
+    # looked up afresh.
+    step = DecoderStep(default_model)
+    with torch.inference_mode():
+        whole = default_model(excerpts).logits
+        for _ in range(2):
+            past = step.new_cache(2)
+            chunks = [step(excerpts[:, start : start + 40], start, past)[0] for start in range(0, 160, 40)]
+            torch.testing.assert_close(torch.cat(chunks, dim=1), whole, atol=5e-4, rtol=0)
+            last = step(excerpts[:, 120:160], 120, past, last_only=True)[0]  # the same keys written again
+            assert last.shape == (2, 1, default_model.config.vocab_size)
+            torch.testing.assert_close(last, chunks[-1][:, -1:], atol=1e-5, rtol=0)
+
+
 def test_cache_is_written_in_place_at_the_tokens_positions(short_model, excerpts):
     step = DecoderStep(short_model)
     past = step.new_cache(2)
