@@ -64,7 +64,6 @@ class DecoderStep(nn.Module):
         self.heads, self.head_dim = config.n_head, config.n_embd // config.n_head
         self.layers, self.max_len = config.n_layer, config.n_positions
         self.scale = None if config.scale_attn_weights else 1.0  # None: SDPA's 1/sqrt(head_dim)
-        self.query_scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
         self.functional = functional
         # Per block, its parameters (the model's own tensors, not copies), looked up once: a step
         # is a few dozen small ops, and nn.Module attribute lookups would cost as much as the math.
@@ -120,14 +119,10 @@ class DecoderStep(nn.Module):
         qkv = torch.addmm(qkv_b, F.layer_norm(hidden, (width,), *ln_1), qkv_w)
         qkv = qkv.view(batch, -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         layer_cache[:, :, :, position:end].copy_(qkv[1:])
-        keys, values = layer_cache[0, :, :, :end], layer_cache[1, :, :, :end]
-        if qkv.shape[3] == 1:  # one query: two GEMVs read the cache at about twice SDPA's speed here
-            scores = torch.matmul(qkv[0] * self.query_scale, keys.transpose(2, 3))
-            y = torch.matmul(torch.softmax(scores, dim=-1), values)
-        else:
-            y = F.scaled_dot_product_attention(
-                qkv[0], keys, values, attn_mask=mask, is_causal=causal, scale=self.scale
-            )
+        y = F.scaled_dot_product_attention(
+            qkv[0], layer_cache[0, :, :, :end], layer_cache[1, :, :, :end],
+            attn_mask=mask, is_causal=causal, scale=self.scale,
+        )  # fmt: skip
         hidden = hidden + torch.addmm(proj_b, y.transpose(1, 2).reshape(-1, width), proj_w)
         x = act(torch.addmm(fc_b, F.layer_norm(hidden, (width,), *ln_2), fc_w))
         return hidden + torch.addmm(out_b, x, out_w)
