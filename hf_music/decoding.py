@@ -83,8 +83,6 @@ class DecoderStep(nn.Module):
             )
             for block in self.transformer.h
         ]
-        ln_f = self.transformer.ln_f
-        self.ln_f = (ln_f.weight, ln_f.bias, ln_f.eps)
         self._layer_caches: tuple[torch.Tensor | None, list] = (None, [])
 
     def _layers_of(self, past: torch.Tensor) -> list[torch.Tensor]:
@@ -98,8 +96,9 @@ class DecoderStep(nn.Module):
         (a few microseconds) costs about as much as its arithmetic. Rows are [batch * tokens, width]."""
         batch, tokens = input_ids.shape
         end = position + tokens
-        wte, wpe = self.transformer.wte.weight, self.transformer.wpe.weight
-        hidden = (F.embedding(input_ids, wte) + wpe[position:end]).view(batch * tokens, -1)
+        positions = torch.arange(position, end, device=input_ids.device)
+        hidden = self.transformer.wte(input_ids) + self.transformer.wpe(positions)  # modules: hooks apply
+        hidden = hidden.view(batch * tokens, -1)
         causal = tokens > 1 and position == 0  # a prefill from the start: SDPA's causal kernel
         mask = None
         if tokens > 1 and not causal:
@@ -109,8 +108,8 @@ class DecoderStep(nn.Module):
         if last_only:
             hidden = hidden.view(batch, tokens, -1)[:, -1]
             tokens = 1
-        hidden = F.layer_norm(hidden, hidden.shape[-1:], *self.ln_f)
-        return F.linear(hidden, self.lm_head.weight).view(batch, tokens, -1)
+        # The modules themselves, not their functions: hooks on the head (a bias on <eos>, say) apply.
+        return self.lm_head(self.transformer.ln_f(hidden)).view(batch, tokens, -1)
 
     def _eager_block(self, block, hidden, layer_cache, batch, position, end, mask, causal):
         """`_block`'s arithmetic, op for op, with the keys and values written by one copy."""
