@@ -39,13 +39,6 @@ def supports_lean_decoding(model) -> bool:
     )
 
 
-def _plain_function(act):
-    """The function inside transformers' tanh-GELU module: a module call costs as much as the GELU."""
-    from transformers.activations import GELUTanh
-
-    return act.act if type(act) is GELUTanh else act
-
-
 class DecoderStep(nn.Module):
     """One decoding step (or a prefill) of a GPT-2 LM head model against a preallocated KV cache.
 
@@ -77,7 +70,7 @@ class DecoderStep(nn.Module):
                 (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
                 block.mlp.c_fc.weight,
                 block.mlp.c_fc.bias,
-                _plain_function(block.mlp.act),
+                block.mlp.act,
                 block.mlp.c_proj.weight,
                 block.mlp.c_proj.bias,
             )
@@ -103,7 +96,7 @@ class DecoderStep(nn.Module):
         mask = None
         if tokens > 1 and not causal:
             mask = torch.ones(tokens, end, dtype=torch.bool, device=input_ids.device).tril(position)
-        for block, layer_cache in zip(self.blocks, self._layers_of(past)):
+        for block, layer_cache in zip(self.blocks, self._layers_of(past), strict=True):
             hidden = self._eager_block(block, hidden, layer_cache, batch, position, end, mask, causal)
         if last_only:
             hidden = hidden.view(batch, tokens, -1)[:, -1]
@@ -112,7 +105,8 @@ class DecoderStep(nn.Module):
         return self.lm_head(self.transformer.ln_f(hidden)).view(batch, tokens, -1)
 
     def _eager_block(self, block, hidden, layer_cache, batch, position, end, mask, causal):
-        """`_block`'s arithmetic, op for op, with the keys and values written by one copy."""
+        """One GPT-2 block as transformers computes it, on [batch * tokens, width] rows, the keys and
+        values written into the cache by one copy."""
         width = hidden.shape[-1]
         ln_1, qkv_w, qkv_b, proj_w, proj_b, ln_2, fc_w, fc_b, act, out_w, out_b = block
         qkv = torch.addmm(qkv_b, F.layer_norm(hidden, (width,), *ln_1), qkv_w)
@@ -139,40 +133,26 @@ class DecoderStep(nn.Module):
         tokens = input_ids.shape[1]
         positions = torch.arange(tokens, device=input_ids.device) + position
         hidden = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
-        if self.functional:
-            # A growing cache: ``past`` holds positions 0..position-1 and each token sees the keys up
-            # to its own position (a symbolic shape in the export, so no branch on it).
-            end = position + tokens
-            mask = torch.arange(end, device=input_ids.device)[None, :] <= positions[:, None]
-        else:
-            end = position + tokens
-            mask = None
-            if tokens > 1:
-                mask = torch.ones(tokens, end, dtype=torch.bool, device=input_ids.device).tril(position)
+        # A growing cache: ``past`` holds positions 0..position-1 and each token sees the keys up
+        # to its own position (a symbolic shape in the export, so no branch on it).
+        end = position + tokens
+        mask = torch.arange(end, device=input_ids.device)[None, :] <= positions[:, None]
         layers = []
         for index, block in enumerate(self.blocks):
-            hidden, layer_cache = self._block(block, hidden, past, index, position, positions, end, mask)
+            hidden, layer_cache = self._block(block, hidden, past, index, mask)
             layers.append(layer_cache)
-        hidden = self.transformer.ln_f(hidden)
-        logits = self.lm_head(hidden)
-        if self.functional:  # one copy of the old cache, the new keys and values after it
-            return logits, torch.cat((past, torch.stack(layers)), dim=4)
-        return logits, past
+        logits = self.lm_head(self.transformer.ln_f(hidden))
+        return logits, torch.cat((past, torch.stack(layers)), dim=4)  # the new keys and values after the old
 
-    def _block(self, block, hidden, past, index, position, positions, end, mask):
-        """One GPT-2 block, op for op as transformers computes it (Conv1D: x @ W + b)."""
+    def _block(self, block, hidden, past, index, mask):
+        """One GPT-2 block of the exported graph, op for op as transformers computes it (Conv1D: x @ W + b)."""
         batch, tokens, width = hidden.shape
         ln_1, qkv_w, qkv_b, proj_w, proj_b, ln_2, fc_w, fc_b, act, out_w, out_b = block
         x = F.layer_norm(hidden, (width,), *ln_1).view(-1, width)
         qkv = torch.addmm(qkv_b, x, qkv_w)
         q, k, v = qkv.view(batch, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        if self.functional:
-            keys, values = torch.cat((past[index, 0], k), dim=2), torch.cat((past[index, 1], v), dim=2)
-            layer_cache = torch.stack((k, v))  # only the tokens' own: forward appends them to past
-        else:
-            past[index, :, :, :, position:end] = torch.stack((k, v))
-            keys, values = past[index, 0, :, :, :end], past[index, 1, :, :, :end]
-            layer_cache = None
+        keys, values = torch.cat((past[index, 0], k), dim=2), torch.cat((past[index, 1], v), dim=2)
+        layer_cache = torch.stack((k, v))  # only the tokens' own: forward appends them to past
         y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
         y = y.transpose(1, 2).reshape(-1, width)
         hidden = hidden + torch.addmm(proj_b, y, proj_w).view(batch, tokens, width)
