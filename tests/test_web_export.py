@@ -6,6 +6,7 @@ npm into space/browser/node_modules (git-ignored) on the first run; later runs r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -129,6 +130,27 @@ def sorted_notes(notes: dict) -> list[tuple]:
     return sorted(zip(*(np.round(notes[name], 6).tolist() for name in fields), strict=True))
 
 
+@contextlib.contextmanager
+def opened_page(web_dir: Path):
+    """Chromium on the page served from web_dir, ready to compose: yields (page, the page's errors)."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: run bash scripts/install_system_packages.sh"
+    server = serve(web_dir)
+    errors = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_function("!document.getElementById('generate').disabled", timeout=60_000)
+            yield page, errors
+            browser.close()
+    finally:
+        server.shutdown()
+
+
 def compose(page, seconds: int, seed: int, path: Path) -> bytes:
     """Click Generate on the page and return the MIDI file it offers for download."""
     page.fill("#seconds", str(seconds))
@@ -146,30 +168,16 @@ def compose(page, seconds: int, seed: int, path: Path) -> bytes:
 
 @pytest.mark.slow
 def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).is_file(), f"{CHROMIUM} missing: run bash scripts/install_system_packages.sh"
-    server = serve(web_dir)
-    errors = []
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
-            page.wait_for_function("!document.getElementById('generate').disabled", timeout=60_000)
-            started = time.perf_counter()
-            compose(page, seconds=20, seed=7, path=tmp_path / "piece.mid")
-            elapsed = time.perf_counter() - started
-            stats = page.evaluate("({...document.body.dataset})")
-            progress = page.text_content("#progress")
-            ids = page.evaluate("window.lastEvents")
-            # The seeded sampler: a seed gives the same piece again, another seed another piece.
-            pieces = [compose(page, 2, seed, tmp_path / f"short_{i}.mid") for i, seed in enumerate((3, 3, 4))]
-            run_speed = page.evaluate(SESSION_RUN_STEPS_PER_SECOND, 500)
-            browser.close()
-    finally:
-        server.shutdown()
+    with opened_page(web_dir) as (page, errors):
+        started = time.perf_counter()
+        compose(page, seconds=20, seed=7, path=tmp_path / "piece.mid")
+        elapsed = time.perf_counter() - started
+        stats = page.evaluate("({...document.body.dataset})")
+        progress = page.text_content("#progress")
+        ids = page.evaluate("window.lastEvents")
+        # The seeded sampler: a seed gives the same piece again, another seed another piece.
+        pieces = [compose(page, 2, seed, tmp_path / f"short_{i}.mid") for i, seed in enumerate((3, 3, 4))]
+        run_speed = page.evaluate(SESSION_RUN_STEPS_PER_SECOND, 500)
     print(
         f"\nChromium page: 20 s of music, {stats['events']} events in {elapsed:.1f} s "
         f"({float(stats['tokensPerSecond']):.1f} events/s); session.run alone {run_speed:.1f} steps/s "
@@ -199,8 +207,6 @@ def test_page_composes_20_seconds_in_chromium_and_downloads_a_midi_file(web_dir,
 
 @pytest.mark.slow
 def test_page_composes_past_the_models_context_by_repriming_and_caps_its_events(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
 
     torch.manual_seed(0)  # a 16-event context: 8 s of music take several windows
@@ -208,22 +214,11 @@ def test_page_composes_past_the_models_context_by_repriming_and_caps_its_events(
     MusicTransformerForCausalLM(config).save_pretrained(tmp_path / "short")
     MidiTokenizer.from_pretrained(DEFAULT_MODEL_DIR).save_pretrained(tmp_path / "short")
     npm_install_onnxruntime_web()
-    server = serve(export_web(str(tmp_path / "short"), tmp_path / "web"))
-    errors = []
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
-            page.wait_for_function("!document.getElementById('generate').disabled", timeout=60_000)
-            compose(page, seconds=8, seed=1, path=tmp_path / "piece.mid")
-            progress = page.text_content("#progress")
-            ids = page.evaluate("window.lastEvents")
-            capped = page.evaluate(CAPPED_PIECE, 40)  # 60 s asked, 40 events allowed
-            browser.close()
-    finally:
-        server.shutdown()
+    with opened_page(export_web(str(tmp_path / "short"), tmp_path / "web")) as (page, errors):
+        compose(page, seconds=8, seed=1, path=tmp_path / "piece.mid")
+        progress = page.text_content("#progress")
+        ids = page.evaluate("window.lastEvents")
+        capped = page.evaluate(CAPPED_PIECE, 40)  # 60 s asked, 40 events allowed
     assert not errors
     assert len(capped) == 1 + 40  # <bos> and the events
     assert re.fullmatch(r"Done: 8\.\d s of music, \d+ events in .*", progress), progress
