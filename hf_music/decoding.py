@@ -97,28 +97,41 @@ class DecoderStep(nn.Module):
         if tokens > 1 and not causal:
             mask = torch.ones(tokens, end, dtype=torch.bool, device=input_ids.device).tril(position)
         for block, layer_cache in zip(self.blocks, self._layers_of(past), strict=True):
-            hidden = self._eager_block(block, hidden, layer_cache, batch, position, end, mask, causal)
+            hidden = self._block(
+                block, hidden, batch, self._attend_in_place, layer_cache, position, end, mask, causal
+            )
         if last_only:
             hidden = hidden.view(batch, tokens, -1)[:, -1]
             tokens = 1
         # The modules themselves, not their functions: hooks on the head (a bias on <eos>, say) apply.
         return self.lm_head(self.transformer.ln_f(hidden)).view(batch, tokens, -1)
 
-    def _eager_block(self, block, hidden, layer_cache, batch, position, end, mask, causal):
-        """One GPT-2 block as transformers computes it, on [batch * tokens, width] rows, the keys and
-        values written into the cache by one copy."""
+    def _block(self, block, hidden, batch, attend, *cache_args):
+        """One GPT-2 block, op for op as transformers computes it (Conv1D: x @ W + b), on [batch *
+        tokens, width] rows. ``attend(qkv, *cache_args)`` stores the tokens' keys and values and
+        returns the attention output: in place for decoding, appended for the exported graph."""
         width = hidden.shape[-1]
         ln_1, qkv_w, qkv_b, proj_w, proj_b, ln_2, fc_w, fc_b, act, out_w, out_b = block
         qkv = torch.addmm(qkv_b, F.layer_norm(hidden, (width,), *ln_1), qkv_w)
         qkv = qkv.view(batch, -1, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        layer_cache[:, :, :, position:end].copy_(qkv[1:])
-        y = F.scaled_dot_product_attention(
-            qkv[0], layer_cache[0, :, :, :end], layer_cache[1, :, :, :end],
-            attn_mask=mask, is_causal=causal, scale=self.scale,
-        )  # fmt: skip
+        y = attend(qkv, *cache_args)
         hidden = hidden + torch.addmm(proj_b, y.transpose(1, 2).reshape(-1, width), proj_w)
         x = act(torch.addmm(fc_b, F.layer_norm(hidden, (width,), *ln_2), fc_w))
         return hidden + torch.addmm(out_b, x, out_w)
+
+    def _attend_in_place(self, qkv, layer_cache, position, end, mask, causal):
+        """Keys and values written into the preallocated cache by one copy; attend to its filled part."""
+        layer_cache[:, :, :, position:end].copy_(qkv[1:])
+        return F.scaled_dot_product_attention(
+            qkv[0], layer_cache[0, :, :, :end], layer_cache[1, :, :, :end],
+            attn_mask=mask, is_causal=causal, scale=self.scale,
+        )  # fmt: skip
+
+    def _attend_growing(self, qkv, layer_past, mask, new):
+        """Keys and values after the cache's (``new`` collects them for ``present``); attend to all."""
+        new.append(qkv[1:])
+        keys, values = torch.cat((layer_past[0], qkv[1]), dim=2), torch.cat((layer_past[1], qkv[2]), dim=2)
+        return F.scaled_dot_product_attention(qkv[0], keys, values, attn_mask=mask, scale=self.scale)
 
     def new_cache(self, batch: int, max_len: int | None = None) -> torch.Tensor:
         """An empty cache [layers, 2, batch, heads, max_len, head_dim], the model's dtype and device."""
@@ -130,36 +143,19 @@ class DecoderStep(nn.Module):
         """``last_only``: logits of the last token only ([batch, 1, vocab]), as the sampler needs."""
         if not self.functional:
             return self._eager(input_ids, int(position), past, last_only), past
-        tokens = input_ids.shape[1]
+        batch, tokens = input_ids.shape
         positions = torch.arange(tokens, device=input_ids.device) + position
         hidden = self.transformer.wte(input_ids) + self.transformer.wpe(positions)
+        hidden = hidden.view(batch * tokens, -1)
         # A growing cache: ``past`` holds positions 0..position-1 and each token sees the keys up
         # to its own position (a symbolic shape in the export, so no branch on it).
         end = position + tokens
         mask = torch.arange(end, device=input_ids.device)[None, :] <= positions[:, None]
-        layers = []
+        new = []
         for index, block in enumerate(self.blocks):
-            hidden, layer_cache = self._block(block, hidden, past, index, mask)
-            layers.append(layer_cache)
-        logits = self.lm_head(self.transformer.ln_f(hidden))
-        return logits, torch.cat((past, torch.stack(layers)), dim=4)  # the new keys and values after the old
-
-    def _block(self, block, hidden, past, index, mask):
-        """One GPT-2 block of the exported graph, op for op as transformers computes it (Conv1D: x @ W + b)."""
-        batch, tokens, width = hidden.shape
-        ln_1, qkv_w, qkv_b, proj_w, proj_b, ln_2, fc_w, fc_b, act, out_w, out_b = block
-        x = F.layer_norm(hidden, (width,), *ln_1).view(-1, width)
-        qkv = torch.addmm(qkv_b, x, qkv_w)
-        q, k, v = qkv.view(batch, tokens, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        keys, values = torch.cat((past[index, 0], k), dim=2), torch.cat((past[index, 1], v), dim=2)
-        layer_cache = torch.stack((k, v))  # only the tokens' own: forward appends them to past
-        y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
-        y = y.transpose(1, 2).reshape(-1, width)
-        hidden = hidden + torch.addmm(proj_b, y, proj_w).view(batch, tokens, width)
-        x = F.layer_norm(hidden, (width,), *ln_2).view(-1, width)
-        x = act(torch.addmm(fc_b, x, fc_w))
-        hidden = hidden + torch.addmm(out_b, x, out_w).view(batch, tokens, width)
-        return hidden, layer_cache
+            hidden = self._block(block, hidden, batch, self._attend_growing, past[index], mask, new)
+        logits = self.lm_head(self.transformer.ln_f(hidden)).view(batch, tokens, -1)
+        return logits, torch.cat((past, torch.stack(new)), dim=4)  # the new keys and values after the old
 
 
 class _GrowingCacheStep(nn.Module):
