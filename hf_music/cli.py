@@ -32,12 +32,15 @@ COMMANDS = {
 }
 
 
-# The modules of the `train` extra (pyproject.toml): a command missing one says which extra to install.
-TRAIN_EXTRA_MODULES = {"accelerate", "datasets", "tensorboard", "miditok"}
+# The modules of the optional extras (pyproject.toml): a command missing one says which extra to install.
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(("accelerate", "datasets", "tensorboard", "miditok"), "train"),
+    **dict.fromkeys(("onnx", "onnxscript", "onnxruntime"), "onnx"),
+}
 
 
 def run(command: str, argv=None) -> int:
-    """Run COMMAND's main(argv); a damaged checkpoint or token pack, or a module of the train extra
+    """Run COMMAND's main(argv); a damaged checkpoint or token pack, or a module of an extra
     that is not installed (the README's first install has only the audio extra), is one line and
     status 1, not a traceback."""
     from .resources import CheckpointError
@@ -49,11 +52,12 @@ def run(command: str, argv=None) -> int:
         print(f"hf-music {command}: error: {error}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+        extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+        if extra is None:
             raise
         print(
-            f"hf-music {command}: needs the train extra ({error.name} is not installed): "
-            "pip install -e '.[train]' (from a checkout) or pip install 'hf_music[train]'",
+            f"hf-music {command}: needs the {extra} extra ({error.name} is not installed): "
+            f"pip install -e '.[{extra}]' (from a checkout) or pip install 'hf_music[{extra}]'",
             file=sys.stderr,
         )
         return 1

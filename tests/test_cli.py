@@ -149,14 +149,16 @@ def test_generate_continues_a_five_hour_note_quietly_marked_and_bounded(tmp_path
 
 
 @pytest.mark.slow
-def test_a_missing_train_extra_is_one_line_naming_the_extra(tmp_path):
+def test_a_missing_extra_is_one_line_naming_it(tmp_path):
     from conftest import MAESTRO_MINI
 
     # The README's first install (the audio extra) lacks accelerate and datasets: a module set to
     # None in sys.modules cannot be imported, as if it were not installed.
-    for missing, args in (
-        ("accelerate", ["train", "--maestro_dir", MAESTRO_MINI]),
-        ("datasets", ["prepare", "--maestro_dir", MAESTRO_MINI, "--out", tmp_path / "x.npz"]),
+    # The onnx extra likewise for export-web.
+    for missing, extra, args in (
+        ("accelerate", "train", ["train", "--maestro_dir", MAESTRO_MINI]),
+        ("datasets", "train", ["prepare", "--maestro_dir", MAESTRO_MINI, "--out", tmp_path / "x.npz"]),
+        ("onnxscript", "onnx", ["export-web", "--out", tmp_path / "web"]),
     ):
         code = f"import sys; sys.modules[{missing!r}] = None; from hf_music.cli import main; sys.exit(main())"
         result = subprocess.run(
@@ -164,8 +166,8 @@ def test_a_missing_train_extra_is_one_line_naming_the_extra(tmp_path):
         )
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert result.stderr.strip().splitlines() == [
-            f"hf-music {args[0]}: needs the train extra ({missing} is not installed): "
-            "pip install -e '.[train]' (from a checkout) or pip install 'hf_music[train]'"
+            f"hf-music {args[0]}: needs the {extra} extra ({missing} is not installed): "
+            f"pip install -e '.[{extra}]' (from a checkout) or pip install 'hf_music[{extra}]'"
         ]
     script = subprocess.run(
         [sys.executable, "-c", "import sys, runpy; sys.modules['accelerate'] = None; "
