@@ -220,8 +220,10 @@ class LeanSampler:
     ``steps_needed`` TIME_SHIFT steps (``steps_of_id``); it is padded after that, as transformers pads it.
     """
 
-    def __init__(self, model, processors, pad_token_id: int, eos_token_id: int, steps_of_id=None):
-        self.step = DecoderStep(model)
+    def __init__(self, model, processors, pad_token_id: int, eos_token_id: int, steps_of_id=None, step=None):
+        """``step``: the model's step (`DecoderStep` by default; `hf_music.onnx_decoding.onnx_step`'s too)."""
+        self.step = DecoderStep(model) if step is None else step
+        self.device = next(model.parameters()).device
         self.context = model.config.n_positions
         self.processors, self.pad, self.eos = processors, pad_token_id, eos_token_id
         self.steps_of_id = None if steps_of_id is None else torch.as_tensor(steps_of_id, dtype=torch.long)
@@ -233,7 +235,7 @@ class LeanSampler:
         """``prompt`` [batch, length] -> [batch, length + new] ids (new <= max_new_tokens; padded rows
         ended). ``steps_done``: per row, music already made; ``on_token(steps)`` after each token."""
         batch, start = prompt.shape
-        device = self.step.lm_head.weight.device
+        device = self.device
         ids = torch.full((batch, start + max_new_tokens), self.pad, dtype=torch.long, device=device)
         ids[:, :start] = prompt
         steps = torch.zeros(batch, dtype=torch.long) if steps_done is None else steps_done.clone()

@@ -229,7 +229,7 @@ def generate_ids(
     start, target = len(prompt_ids), len(prompt_ids) + max_new_tokens
     duration = _Duration(tokenizer, prompt_ids, start, max_seconds)
     device = next(model.parameters()).device
-    lean = _use_lean(backend, model, tokenizer)
+    backend = _backend_of(backend, model, tokenizer)
     bar = _progress_bar(max_new_tokens, duration) if progress else None
     was_training = model.training
     model.eval()
@@ -239,10 +239,11 @@ def generate_ids(
         ):
             if seed is not None:
                 torch.manual_seed(seed)
-            if lean:
+            if backend != "transformers":
                 rows = _sample_lean(
-                    model, tokenizer, settings, rows, constrained, stop_at_eos, max_new_tokens, duration, bar
-                )
+                    model, tokenizer, settings, rows, constrained, stop_at_eos, max_new_tokens, duration, bar,
+                    backend,
+                )  # fmt: skip
             else:
                 _sample_transformers(
                     model, tokenizer, settings, rows, constrained, stop_at_eos, target, duration, bar
@@ -254,24 +255,33 @@ def generate_ids(
     return _trimmed(rows, start, target, tokenizer)
 
 
-BACKENDS = ("auto", "lean", "transformers")
+BACKENDS = ("auto", "lean", "onnx", "onnx-int8", "transformers")
 
 
-def _use_lean(backend: str, model, tokenizer) -> bool:
-    """Whether to sample with `LeanSampler`: a GPT-2 model and a vocabulary with the grammar and a
-    clock in its ids (the performance events), unless ``backend="transformers"``."""
+def _backend_of(backend: str, model, tokenizer) -> str:
+    """The sampler to use: `LeanSampler` with `DecoderStep` ("lean") or with onnxruntime's step
+    ("onnx", "onnx-int8"): a GPT-2 model and a vocabulary with the grammar and a clock in its ids
+    (the performance events); else ``model.generate`` ("transformers"). "auto" is "lean" where it applies."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     applies = supports_lean_decoding(model) and offers_grammar(tokenizer) and tokenizer.time_step is not None
-    if backend == "lean" and not applies:
+    if backend == "transformers" or (backend == "auto" and not applies):
+        return "transformers"
+    if backend.startswith("onnx"):
+        from .onnx_decoding import supports_onnx_decoding
+
+        applies = applies and supports_onnx_decoding(model)
+    if not applies:
         raise ValueError(
-            f"backend='lean' needs a GPT-2 model and the performance vocabulary ({type(model).__name__} "
-            "with this tokenizer): use backend='transformers'"
+            f"backend={backend!r} needs a GPT-2 model{' in float32 on the CPU' if backend != 'lean' else ''} "
+            f"and the performance vocabulary ({type(model).__name__} with this tokenizer): use backend='transformers'"
         )
-    return applies and backend != "transformers"
+    return "lean" if backend == "auto" else backend
 
 
-def _sample_lean(model, tokenizer, settings, rows, constrained, stop_at_eos, max_new_tokens, duration, bar):
+def _sample_lean(
+    model, tokenizer, settings, rows, constrained, stop_at_eos, max_new_tokens, duration, bar, backend="lean"
+):
     """All windows with `LeanSampler`: the grammar follows the whole piece, re-priming included."""
     grammar = _grammar(tokenizer, settings, rows, stop_at_eos)[0] if constrained else None
     sampling = _sampling_kwargs(settings, tokenizer)
@@ -280,8 +290,13 @@ def _sample_lean(model, tokenizer, settings, rows, constrained, stop_at_eos, max
     device = next(model.parameters()).device
     warpers = {name: sampling[name] for name in ("temperature", "top_k", "top_p", "min_p")}
     processors = sampling_processors(grammar, **warpers, suppress=suppress, device=device)
+    step = None
+    if backend.startswith("onnx"):
+        from .onnx_decoding import onnx_step
+
+        step = onnx_step(model, weights="int8" if backend == "onnx-int8" else "float32")
     sampler = LeanSampler(
-        model, processors, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.steps_of_id
+        model, processors, tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.steps_of_id, step=step
     )
     on_token = None if bar is None else _bar_updater(bar, tokenizer, duration)
     out = sampler.sample(

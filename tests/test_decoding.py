@@ -157,7 +157,7 @@ def test_backend_choice_is_checked(tokenizer):
     with pytest.raises(ValueError, match="backend='lean' needs a GPT-2 model"):
         generate_ids(odd, tokenizer, max_new_tokens=4, backend="lean")
     with pytest.raises(ValueError, match="backend must be one of"):
-        generate_ids(odd, tokenizer, max_new_tokens=4, backend="onnx")
+        generate_ids(odd, tokenizer, max_new_tokens=4, backend="fastest")
     (row,) = generate_ids(odd, tokenizer, max_new_tokens=4, seed=0)  # auto: model.generate
     assert len(row) == 5
 
