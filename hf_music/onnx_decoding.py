@@ -193,6 +193,28 @@ def _quantized(graph, bits: int = 8):
     return quantizer.model.model
 
 
+def graph_session(model, weights: str = "float32", last_only: bool = True, threads: int | None = None):
+    """An onnxruntime session of `decoding_graph` (``last_only=False``: every token's logits, to
+    score whole blocks), its matrix products in ``weights`` (float32, or int8 by `_quantized`)."""
+    import onnxruntime
+
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if not supports_onnx_decoding(model):
+        raise ValueError(f"{type(model).__name__} is not a float32 CPU GPT-2 model the ONNX step computes")
+    graph = decoding_graph(model, last_only=last_only)
+    if weights == "int8":
+        graph = _quantized(graph)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: not its shape-merging notes on the graph
+    return onnxruntime.InferenceSession(
+        graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
 class OnnxDecoderStep:
     """`DecoderStep`'s interface on onnxruntime: ``step(input_ids, position, cache, last_only=True)
     -> (logits [batch, 1, vocab], cache)``, the cache (``new_cache``) written in place.
@@ -205,27 +227,11 @@ class OnnxDecoderStep:
     def __init__(self, model, weights: str = "float32", threads: int | None = None):
         import onnxruntime
 
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
-        if not supports_onnx_decoding(model):
-            raise ValueError(
-                f"{type(model).__name__} is not a float32 CPU GPT-2 model the ONNX step computes"
-            )
         config = model.config
         self.layers, self.heads = config.n_layer, config.n_head
         self.head_dim, self.max_len = config.n_embd // config.n_head, config.n_positions
         self.device = torch.device("cpu")
-        graph = decoding_graph(model)
-        if weights == "int8":
-            graph = _quantized(graph)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only: not its shape-merging notes on the graph
-        self.session = onnxruntime.InferenceSession(
-            graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = graph_session(model, weights, threads=threads)
         self._ort_value = onnxruntime.OrtValue.ortvalue_from_numpy
 
     def new_cache(self, batch: int) -> list:

@@ -1,12 +1,13 @@
-"""Tokens/s of generate_ids with the lean decoder (hf_music.decoding) against backend="transformers"
-(model.generate) and the book's loop (a full forward pass per token, no cache), CPU.
+"""Tokens/s of generate_ids with the lean decoder (hf_music.decoding), onnxruntime's step (backend
+"onnx" and "onnx-int8": hf_music.onnx_decoding), model.generate (backend="transformers") and the
+book's loop (a full forward pass per token, no cache), CPU.
 
     python scripts/benchmark_decoder.py [--tokens 1024] [--batch 4] [--seconds 20 120] [--threads N]
 
 Rows: per model (the embedded default model and a randomly initialised tiny preset: speed does not
 depend on the weights) and backend, batch 1 and batch N (N pieces at once, as the CLI's --samples),
 from silence with the grammar on (what users get); then the default model's wall time for 20 s and
-120 s of music (max_seconds, batch 1; past the context both backends re-prime, see
+120 s of music (max_seconds, batch 1; past the context every backend re-primes, see
 hf_music.decoding.reprime_length). tokens/s counts the new tokens of all rows, best of --repeats
 runs (the machine may be shared); the book loop (slow: it grows with the square of the length)
 and the music rows run once.
@@ -28,7 +29,7 @@ from hf_music import (
 )
 from hf_music.generation import time_steps
 
-BACKENDS = ("lean", "transformers")
+BACKENDS = ("lean", "onnx", "onnx-int8", "transformers")  # those of generate_ids but "auto" (= lean)
 
 
 @torch.inference_mode()
@@ -59,7 +60,8 @@ def speed_rows(name, model, tokenizer, args):
     _, wall = timed(book_loop, model, tokenizer, book_tokens, args.seed)  # long: once
     rows = [(name, "book loop", 1, book_tokens, wall, book_tokens / wall)]
     for backend in BACKENDS:
-        generate_ids(model, tokenizer, max_new_tokens=8, seed=0, backend=backend)  # warm-up
+        _, wall = timed(generate_ids, model, tokenizer, max_new_tokens=8, seed=0, backend=backend)
+        print(f"<!-- {name} {backend}: first call {wall:.2f} s (an onnx session is built once per model) -->")
         for batch in (1, args.batch):
             out, wall = timed(
                 generate_ids, model, tokenizer, max_new_tokens=args.tokens, seed=args.seed,
