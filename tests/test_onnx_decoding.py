@@ -125,3 +125,13 @@ def test_models_the_graph_does_not_compute_are_refused(short_model, tokenizer):
         generate_ids(half, tokenizer, max_new_tokens=4, backend="onnx")
     with pytest.raises(ValueError, match="weights must be one of float32, int8"):
         OnnxDecoderStep(short_model, weights="int4")
+
+
+def test_cli_writes_pieces_with_the_onnx_int8_backend(tmp_path, tokenizer):
+    from hf_music.commands.generate import main
+
+    written = main(["--no_wav", "--seconds", "2", "--samples", "2", "--seed", "4", "--backend", "onnx-int8",
+                    "--out", str(tmp_path / "piece.mid")])  # fmt: skip
+    notes = [tokenizer.midi_to_notes(str(path)) for path in written]
+    assert [path.name for path in written] == ["piece_1.mid", "piece_2.mid"]
+    assert all(len(n.onset) > 0 and 1.5 < float(n.offset.max()) <= 3.1 for n in notes)
