@@ -11,7 +11,8 @@
    settings): the NLL of the sampled events under the float32 PyTorch model (mean and standard
    error over pieces: samples from the same distribution score alike), notes per second, longest
    note, and the median musical statistics of `hf_music.evaluation.musical_statistics`, with the
-   overlapping area of each backend's statistics against "lean"'s (1 = same distribution).
+   overlapping area of each backend's statistics against "lean"'s (1 = same distribution; the
+   last row, lean from other seeds, shows how far chance alone moves each column).
 The seeds are the same for all backends; only lean and transformers give the same ids for them.
 """
 
@@ -37,6 +38,7 @@ from hf_music.resources import load_model
 from hf_music.token_pack import load_corpus
 
 BLOCK = 1024
+CONTROL_SEEDS = 1000  # the last row: lean again from these seeds on, what chance alone moves
 LOGITS = {"pytorch (lean, transformers)": None, "onnx": "float32", "onnx-int8": "int8"}
 
 
@@ -81,13 +83,13 @@ def nll_table(model, blocks: torch.Tensor) -> None:
         print(f"| {name} | {nll:.4f} | {nll - exact:+.4f} |", flush=True)
 
 
-def sampled(model, tokenizer, backend: str, args) -> tuple[list, float]:
+def sampled(model, tokenizer, backend: str, args, seed: int) -> tuple[list, float]:
     """The pieces and their wall time (after a warm-up call that builds an onnxruntime session)."""
     generate_ids(model, tokenizer, max_new_tokens=2, seed=0, backend=backend)
     started = time.perf_counter()
     rows = generate_ids(
         model, tokenizer, max_seconds=args.seconds, max_new_tokens=int(args.seconds * 100),
-        num_return_sequences=args.samples, seed=args.seed, backend=backend,
+        num_return_sequences=args.samples, seed=seed, backend=backend,
     )  # fmt: skip
     return rows, time.perf_counter() - started
 
@@ -105,8 +107,9 @@ def sample_table(model, tokenizer, args) -> None:
     )
     print("|---|---:|---:|" + "---:|" * (len(names) + len(MUSICAL_STATISTICS)) + "---:|")
     reference = None
-    for backend in [b for b in BACKENDS if b != "auto"]:
-        rows, wall = sampled(model, tokenizer, backend, args)
+    runs = [(b, args.seed) for b in BACKENDS if b != "auto"] + [("lean", args.seed + CONTROL_SEEDS)]
+    for backend, seed in runs:
+        rows, wall = sampled(model, tokenizer, backend, args, seed)
         nll = sample_nll(model, rows)
         notes = [excerpt(tokenizer.ids_to_notes(row), 0.0, args.seconds) for row in rows]
         degeneration = [degeneration_statistics(n, args.seconds) for n in notes]
@@ -116,7 +119,8 @@ def sample_table(model, tokenizer, args) -> None:
         cells = [f"{np.mean([d[name] for d in degeneration]):.2f}" for name in names]
         cells += [f"{np.median([m[name] for m in musical]):.3f}" for name in MUSICAL_STATISTICS]
         error = nll.std(ddof=1) / np.sqrt(len(nll))
-        print(f"| {backend} | {wall:.1f} | {nll.mean():.3f} ± {error:.3f} | {' | '.join(cells)} | {overlap:.2f} |",
+        name = backend if seed == args.seed else f"{backend}, other seeds"
+        print(f"| {name} | {wall:.1f} | {nll.mean():.3f} ± {error:.3f} | {' | '.join(cells)} | {overlap:.2f} |",
               flush=True)  # fmt: skip
 
 

@@ -165,3 +165,33 @@ def test_decoder_benchmark_prints_speed_and_music_rows():
     assert [row[:2] for row in music] == [["1 s", "lean"], ["1 s", "transformers"]]
     assert music[0][2:4] == music[1][2:4]  # the same piece from both backends
     assert all(re.fullmatch(NUMBER, cell) for row in music for cell in row[2:])
+
+
+def test_backend_comparison_scores_real_music_and_samples_with_each_backend(tmp_path):
+    from hf_music import MidiTokenizer
+    from hf_music.token_pack import load_corpus
+
+    pack = load_corpus(MidiTokenizer(), maestro=MAESTRO_MINI, splits=("test",))
+    tokens_file = pack.save(tmp_path / "test.npz")
+    out = run_benchmark(
+        "compare_backends.py",
+        "--tokens_file",
+        str(tokens_file),
+        "--blocks",
+        "2",
+        "--samples",
+        "2",
+        "--seconds",
+        "2",
+    )
+    rows = table_rows(out)
+    assert [row[0] for row in rows] == [
+        "pytorch (lean, transformers)", "onnx", "onnx-int8",
+        "lean", "onnx", "onnx-int8", "transformers", "lean, other seeds",
+    ]  # fmt: skip
+    assert abs(float(rows[1][2])) < 1e-3 and abs(float(rows[2][2])) < 0.05  # NLL change against PyTorch
+    lean, transformers = rows[3], rows[6]
+    assert (
+        lean[2:] == transformers[2:] and lean[-1] == "1.00"
+    )  # the same ids for a seed, all statistics alike
+    assert all(re.fullmatch(r"\d+\.\d{3} ± \d+\.\d{3}", row[2]) for row in rows[3:])
