@@ -212,7 +212,7 @@ def generate_ids(
             the most recent half of it (`hf_music.decoding.reprime_length`). "onnx" and
             "onnx-int8" run lean's step on onnxruntime (`hf_music.onnx_decoding`, the onnx extra;
             float32 models on the CPU): float32 (the same distribution, faster) or int8 matrix
-            products (the fastest; next-event NLL +0.3% on MAESTRO test).
+            products (the fastest; next-event NLL +0.4% on MAESTRO test).
     """
     settings = sampling_settings(
         model, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, max_polyphony=max_polyphony,

@@ -173,7 +173,8 @@ _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {set
 def _quantized(graph, bits: int = 8):
     """The graph with every MatMul by a weight in onnxruntime's MatMulNBits: int8 weights in blocks of
     32 with a float scale each, int8 activations (accuracy level 4, the fast VNNI kernels; levels 0-3
-    ran 40x slower here). On MAESTRO test the embedded model's NLL rose by 0.0067 nats/token."""
+    ran 40x slower here). On 40 blocks of MAESTRO test the embedded model's NLL rose by 0.0079 nats/event
+    (scripts/compare_backends.py)."""
     import logging
 
     root = logging.getLogger()

@@ -87,7 +87,7 @@ def parse_args(argv=None):
         "--backend", choices=BACKENDS, default="auto",
         help="lean: hf_music's own decoder (hf_music.decoding; the same ids as model.generate for a seed); "
         "onnx, onnx-int8: its step on onnxruntime (the onnx extra), float32 or int8 matrix products (fastest, "
-        "NLL +0.3%%); transformers: model.generate; auto (default): lean for hf_music's GPT-2 models with the "
+        "NLL +0.4%%); transformers: model.generate; auto (default): lean for hf_music's GPT-2 models with the "
         "performance vocabulary. --samples N are one batched run",
     )  # fmt: skip
     parser.add_argument(
