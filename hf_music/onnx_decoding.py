@@ -167,7 +167,7 @@ def decoding_graph(model, last_only: bool = True):
 
 
 WEIGHTS = ("float32", "int8")
-_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {settings: OnnxDecoderStep}
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {weights: (versions, step)}
 
 
 def _quantized(graph, bits: int = 8):
@@ -194,9 +194,13 @@ def _quantized(graph, bits: int = 8):
     return quantizer.model.model
 
 
-def graph_session(model, weights: str = "float32", last_only: bool = True, threads: int | None = None):
+def graph_session(model, weights: str = "float32", last_only: bool = True, threads: int = 1):
     """An onnxruntime session of `decoding_graph` (``last_only=False``: every token's logits, to
-    score whole blocks), its matrix products in ``weights`` (float32, or int8 by `_quantized`)."""
+    score whole blocks), its matrix products in ``weights`` (float32, or int8 by `_quantized`).
+
+    One thread by default: a step's products are too small to share at batch 1, and onnxruntime's
+    spinning threads ran a step 2-5x slower as soon as another process used a core of this 2-core
+    machine (PyTorch's lean step degrades far less)."""
     import onnxruntime
 
     if weights not in WEIGHTS:
@@ -207,7 +211,7 @@ def graph_session(model, weights: str = "float32", last_only: bool = True, threa
     if weights == "int8":
         graph = _quantized(graph)
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: not its shape-merging notes on the graph
@@ -225,7 +229,7 @@ class OnnxDecoderStep:
     builds a new one once the model's parameters change (training, loading weights).
     """
 
-    def __init__(self, model, weights: str = "float32", threads: int | None = None):
+    def __init__(self, model, weights: str = "float32", threads: int = 1):
         config = model.config
         self.layers, self.heads = config.n_layer, config.n_head
         self.head_dim, self.max_len = config.n_embd // config.n_head, config.n_positions
@@ -298,11 +302,10 @@ class OnnxCache:
 
 
 def onnx_step(model, weights: str = "float32") -> OnnxDecoderStep:
-    """The model's `OnnxDecoderStep` for these weights and torch's thread count, built once (about a
-    second) and kept on the model until its parameters change (torch counts in-place writes)."""
-    key = (weights, torch.get_num_threads(), tuple(p._version for p in model.parameters()))
+    """The model's `OnnxDecoderStep` for these weights (one thread), built once (about 0.1 s) and
+    kept until the model's parameters change (torch counts in-place writes: training, loading)."""
+    versions = tuple(p._version for p in model.parameters())
     steps = _STEPS.setdefault(model, {})  # not on the model: copying it would copy the session
-    if key not in steps:
-        steps.clear()  # older parameters' graphs are stale
-        steps[key] = OnnxDecoderStep(model, weights)
-    return steps[key]
+    if weights not in steps or steps[weights][0] != versions:
+        steps[weights] = (versions, OnnxDecoderStep(model, weights))
+    return steps[weights][1]
