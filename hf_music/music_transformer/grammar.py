@@ -222,111 +222,148 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.max_note = None if max_note_seconds is None else round(max_note_seconds / step)
         self.allow_eos = allow_eos
         self.history = history
-        self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES) bool: sounding pitches
-        self.tables = self.merged = self.never = self.silent = None
-        self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES) step of each strike
+        # Each row's state lives on the host as numpy arrays: a step's update is a few table lookups,
+        # and a small numpy op costs a fraction of a torch op's dispatch. Only the masks made from it
+        # travel to the scores' device, once per step.
+        self.sounding: np.ndarray | None = None  # (batch, NUM_PITCHES) bool: sounding pitches
+        self.now = self.silent = None  # (batch,): steps so far; steps of silence (0 while a note sounds)
+        self.struck = None  # (batch, NUM_PITCHES): step of each pitch's last strike (relative to now = 0)
         self.last_struck = self.run = (
-            None  # (batch,): the pitch struck last (-1: none) and how many times in a row
+            None  # (batch,): the pitch struck last (-1: none), strikes of it in a row
         )
+        self.tables: IdTables | None = None
+        self.merged = None  # the merged ids' tables on the scores' device (`_merged_blocked`)
         self.seen = 0
 
-    def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
-        device = input_ids.device
+    def _start(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> None:
+        batch, size = input_ids.shape[0], scores.shape[-1]
         # Per id (a model's vocabulary may be padded past the tokenizer's): the pitches it starts or
-        # ends and which sound after it, whether it strikes a note, the steps it moves on. One
-        # step's update is then a few row lookups.
-        self.tables = {
-            name: torch.from_numpy(table).to(device)
-            for name, table in _id_tables(self.tok, max(vocab_size, self.tok.size))._asdict().items()
-        }
+        # ends and which sound after it, whether it strikes a note, the steps it moves on.
+        self.tables = _id_tables(self.tok, max(size, self.tok.size))
+        rows = self.history if self.history is not None else input_ids.tolist()
+        if len(rows) != batch:  # num_return_sequences expands the batch
+            rows = [rows[i * len(rows) // batch] for i in range(batch)]
+        self.sounding = np.array([sounding_pitches(row, self.tok) for row in rows]).reshape(
+            batch, NUM_PITCHES
+        )
+        # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
+        clocks = [sounding_clock(row, self.tok) for row in rows]
+        self.struck = np.array([-held for held, _ in clocks], np.int64).reshape(batch, NUM_PITCHES)
+        self.silent = np.array([silent for _, silent in clocks], np.int64)
+        self.now = np.zeros_like(self.silent)
+        runs = [strike_run(row, self.tok) for row in rows]
+        self.last_struck = np.array([pitch for pitch, _ in runs], np.int64)
+        self.run = np.array([run for _, run in runs], np.int64)
+        self.seen = input_ids.shape[1]
+        # The ids forbidden now, over (the scores, the scores masked): `torch.where` makes both in one
+        # op. The first row stays all False; the second starts with the ids never allowed (<pad>,
+        # <bos>, <eos> unless allow_eos, and ids past the tokenizer's vocabulary, which mean nothing).
+        self._forbid = np.zeros((2, batch, size), bool)
         never = [self.tok.pad_token_id, self.tok.bos_token_id] + (
             [] if self.allow_eos else [self.tok.eos_token_id]
         )
-        self.never = torch.tensor(never, device=device)  # on the device: no copy per step
-        rows = self.history if self.history is not None else input_ids.tolist()
-        if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
-            rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
-        self.state = torch.from_numpy(np.array([sounding_pitches(row, self.tok) for row in rows])).to(device)
-        # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
-        clocks = [sounding_clock(row, self.tok) for row in rows]
-        self.struck = torch.from_numpy(np.array([-held for held, _ in clocks])).to(device)
-        self.silent = torch.tensor([silent for _, silent in clocks], dtype=torch.long, device=device)
-        self.now = torch.zeros_like(self.silent)
-        runs = [strike_run(row, self.tok) for row in rows]
-        self.last_struck = torch.tensor([pitch for pitch, _ in runs], dtype=torch.long, device=device)
-        self.run = torch.tensor([run for _, run in runs], dtype=torch.long, device=device)
-        self.seen = input_ids.shape[1]
+        self._forbid[1][:, never] = True
+        self._forbid[1][:, self.tok.size :] = True
+        self._forbid_tensor = torch.from_numpy(self._forbid)  # the same memory: no copy per step on CPU
+        self._cost = np.zeros((batch, NUM_PITCHES), np.float32)  # the repeat penalty per pitch
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.state is None:
-            self._start(input_ids, scores.shape[-1])
-        tables = self.tables
-        for column in range(self.seen, input_ids.shape[1]):
-            token = input_ids[:, column]
-            final_on = tables["final_on"][token]
-            self.state = (self.state & ~tables["touched"][token]) | final_on
-            self.struck = torch.where(
-                final_on, self.now[:, None], self.struck
-            )  # a token's notes start together
-            self.now += tables["shift"][token]
-            quiet = ~self.state.any(dim=1)  # its TIME_SHIFT (the last event) passes in silence
-            self.silent = (
-                torch.where(tables["strikes"][token], 0, self.silent) + tables["shift"][token] * quiet
-            )
-            self._count_run(token)
+        if self.sounding is None:
+            self._start(input_ids, scores)
+        if input_ids.shape[1] > self.seen:
+            self._follow(input_ids[:, self.seen :].cpu().numpy())
         self.seen = input_ids.shape[1]
-        sounding = self.state[:, :NUM_PITCHES]
-        strike_blocked = sounding
-        if self.max_polyphony is not None:
-            strike_blocked = sounding | (sounding.sum(dim=1, keepdim=True) >= self.max_polyphony)
+        held = np.where(
+            self.sounding, self.now[:, None] - self.struck, 0
+        )  # steps each sounding note has sounded
+        self._forbid_now(held)
+        forbid = self._forbid_tensor if scores.device.type == "cpu" else self._forbid_tensor.to(scores.device)
+        both = torch.where(forbid, float("-inf"), scores)  # (2, batch, vocab): the scores, and masked
+        out = both[1]
         # NOTE_ON and NOTE_OFF ids are one block: view them as (batch, 2 event types, 128 pitches).
-        first, last = self.tok.note_on_offset, self.tok.time_shift_offset
-        notes = scores[:, first:last].view(-1, 2, NUM_PITCHES)
-        allowed = notes.masked_fill(torch.stack((strike_blocked, ~sounding), dim=1), float("-inf"))
         # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
         # to the allowed events of the same type. A small model that means "release a key" but
         # names a silent one then still releases one, instead of holding every note longer.
-        total = torch.logsumexp(notes, dim=2, keepdim=True)
-        kept = torch.logsumexp(allowed, dim=2, keepdim=True)
-        shift = torch.where(kept > float("-inf"), total - kept, 0.0)
-        out = scores.clone()
-        out[:, first:last] = (allowed + shift).view(-1, 2 * NUM_PITCHES)
-        out[:, self.never] = float("-inf")
-        out[:, self.tok.size :] = float("-inf")  # ids of a padded vocabulary mean nothing
+        first, last = self.tok.note_on_offset, self.tok.time_shift_offset
+        notes = both[:, :, first:last].view(2, -1, 2, NUM_PITCHES)
+        total, kept = torch.logsumexp(notes, dim=3, keepdim=True).unbind(0)  # all, and the allowed
+        allowed = notes[1]
+        allowed += torch.where(kept > float("-inf"), total - kept, 0.0)
         if self.soft_note is not None:
-            self._encourage_release(out, sounding)
-        self._limit_time_shifts(out, sounding)
+            self._encourage_release(out, held)
+        if self.max_note is not None:
+            overlong = self.sounding & (held >= self.max_note)
+            if overlong.any():
+                overlong = torch.from_numpy(overlong).to(out.device)
+                self._release_overlong(out, overlong, self.tok.note_off_offset, last, self.tok.base_size)
         if self.tok.merged:
-            first, last = self.tok.base_size, self.tok.size
-            out[:, first:last] = scores[:, first:last].masked_fill(
-                self._merged_blocked(sounding), float("-inf")
-            )
+            merged = out[:, self.tok.base_size : self.tok.size]
+            merged.masked_fill_(self._merged_blocked(out.device), float("-inf"))
         if self.repeat_penalty or self.pitch_temperature != 1.0:
             self._shape_strikes(out)
         return out
 
-    def _count_run(self, token: torch.Tensor) -> None:
+    def _follow(self, tokens: np.ndarray) -> None:
+        """Update the state with new columns of ids (batch, columns): a token's notes start together."""
+        tables = self.tables
+        for token in tokens.T:
+            final_on = tables.final_on[token]
+            self.sounding = (self.sounding & ~tables.touched[token]) | final_on
+            self.struck = np.where(final_on, self.now[:, None], self.struck)
+            shift = tables.shift[token]
+            self.now = self.now + shift
+            quiet = ~self.sounding.any(axis=1)  # its TIME_SHIFT (the last event) passes in silence
+            self.silent = np.where(tables.strikes[token], 0, self.silent) + shift * quiet
+            self._count_run(token)
+
+    def _count_run(self, token: np.ndarray) -> None:
         """Follow the run of strikes of one pitch (a merged token's strikes end it: not followed inside)."""
         pitch = token - self.tok.note_on_offset
         is_note_on = (pitch >= 0) & (pitch < NUM_PITCHES)
         again = is_note_on & (pitch == self.last_struck)
-        self.run = torch.where(again, self.run + 1, torch.where(is_note_on, 1, self.run))
-        ended = self.tables["strikes"][token] & ~is_note_on
-        self.last_struck = torch.where(is_note_on, pitch, torch.where(ended, -1, self.last_struck))
-        self.run = torch.where(ended, 0, self.run)
+        self.run = np.where(again, self.run + 1, np.where(is_note_on, 1, self.run))
+        ended = self.tables.strikes[token] & ~is_note_on
+        self.last_struck = np.where(is_note_on, pitch, np.where(ended, -1, self.last_struck))
+        self.run = np.where(ended, 0, self.run)
 
-    def _encourage_release(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
+    def _forbid_now(self, held: np.ndarray) -> None:
+        """The masks that change with the state, written into their blocks of the forbidden ids: NOTE_ON of a
+        sounding pitch (any, with max_polyphony sounding), NOTE_OFF of a silent one, TIME_SHIFTs too long."""
+        forbid, sounding = self._forbid[1], self.sounding
+        on, off, shifts, velocity = (
+            self.tok.note_on_offset, self.tok.note_off_offset, self.tok.time_shift_offset, self.tok.velocity_offset,
+        )  # fmt: skip
+        if self.max_polyphony is None:
+            forbid[:, on:off] = sounding
+        else:
+            full = sounding.sum(axis=1, keepdims=True) >= self.max_polyphony
+            np.logical_or(sounding, full, out=forbid[:, on:off])
+        np.logical_not(sounding, out=forbid[:, off:shifts])
+        if self.max_silence is not None or self.max_note is not None:
+            # No TIME_SHIFT may carry a silence or a held note past its limit.
+            budget = np.full(len(sounding), np.iinfo(np.int64).max)
+            if self.max_silence is not None:
+                budget = np.where(sounding.any(axis=1), budget, self.max_silence - self.silent)
+            if self.max_note is not None:
+                budget = np.minimum(budget, self.max_note - held.max(axis=1))
+            np.greater(self.tables.shift[shifts:velocity], budget[:, None], out=forbid[:, shifts:velocity])
+
+    def _encourage_release(self, out: torch.Tensor, held: np.ndarray) -> None:
         """Past soft_note steps, a held note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second.
 
         A small model forgets the notes it struck long ago (2.3% of the default model's notes ran into
         the 8 s cap at temperature 1.0, against 0.10% of MAESTRO's): its odds of releasing one rise with
         the note's age, so notes end on their own before the hard limit ends them all at once.
         """
-        held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)
-        overdue = (held - self.soft_note).clamp(min=0).to(out.dtype) * (
-            RELEASE_NATS_PER_SECOND * self.tok.time_step
-        )
-        out[:, self.tok.note_off_offset : self.tok.time_shift_offset] += overdue
+        overdue = np.maximum(held - self.soft_note, 0)
+        if not overdue.any():  # adding 0 changes nothing
+            return
+        rate = RELEASE_NATS_PER_SECOND * self.tok.time_step
+        if out.dtype == torch.float32:  # the same float32 product as torch's (a tensor times a scalar)
+            gain = torch.from_numpy(overdue.astype(np.float32) * np.float32(rate)).to(out.device)
+        else:
+            gain = torch.from_numpy(overdue).to(out.device).to(out.dtype) * rate
+        out[:, self.tok.note_off_offset : self.tok.time_shift_offset] += gain
 
     def _shape_strikes(self, out: torch.Tensor) -> None:
         """Which pitch a NOTE_ON strikes: the repeat penalty, then the pitch temperature; the NOTE_ONs keep
@@ -338,33 +375,20 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         just struck costs repeat_penalty nats per strike of it in a row so far (runs of 5+ strikes,
         which 1% of MAESTRO test excerpts have, came in 4 of 24 samples at temperature 1.0).
         """
-        first, last = self.tok.note_on_offset, self.tok.note_off_offset
-        strikes = out[:, first:last]
-        mass = torch.logsumexp(strikes, dim=1, keepdim=True)
-        cost = (self.repeat_penalty * self.run * (self.last_struck >= 0)).to(out.dtype)[:, None]
-        shaped = strikes - torch.zeros_like(strikes).scatter_(1, self.last_struck.clamp(min=0)[:, None], cost)
-        shaped = shaped / self.pitch_temperature
-        shaped = shaped - torch.logsumexp(shaped, dim=1, keepdim=True) + mass
-        out[:, first:last] = torch.where(torch.isfinite(mass), shaped, strikes)
+        strikes = out[:, self.tok.note_on_offset : self.tok.note_off_offset]
+        shaped = strikes
+        # float32 as torch computes a float times an int64 tensor; subtracting a zero cost changes nothing
+        cost = np.float32(self.repeat_penalty) * self.run.astype(np.float32) * (self.last_struck >= 0)
+        if cost.any():
+            self._cost[:] = 0
+            self._cost[np.arange(len(cost)), self.last_struck.clip(min=0)] = cost
+            shaped = strikes - torch.from_numpy(self._cost).to(out.device, out.dtype)
+        if self.pitch_temperature != 1.0:  # a division by 1 changes nothing
+            shaped = shaped / self.pitch_temperature
+        mass, norm = torch.logsumexp(torch.stack((strikes, shaped)), dim=2, keepdim=True).unbind(0)
+        torch.where(torch.isfinite(mass), shaped - norm + mass, strikes, out=strikes)
 
-    def _limit_time_shifts(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
-        """No TIME_SHIFT may carry a silence or a held note past its limit; overlong notes are released."""
-        if self.max_silence is None and self.max_note is None:
-            return
-        budget = torch.full_like(self.now, torch.iinfo(torch.long).max)
-        if self.max_silence is not None:
-            budget = torch.where(sounding.any(dim=1), budget, self.max_silence - self.silent)
-        if self.max_note is not None:
-            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)
-            budget = torch.minimum(budget, self.max_note - held.max(dim=1).values)
-        first, last = self.tok.time_shift_offset, self.tok.velocity_offset
-        out[:, first:last] = out[:, first:last].masked_fill(
-            self.tables["shift"][first:last] > budget[:, None], float("-inf")
-        )
-        if self.max_note is not None:
-            self._release_overlong(out, sounding & (held >= self.max_note), self.tok.note_off_offset, first)
-
-    def _merged_blocked(self, sounding: torch.Tensor) -> torch.Tensor:
+    def _merged_blocked(self, device: torch.device) -> torch.Tensor:
         """(batch, merged ids) True where a merged token's events, played in order now, break a rule.
 
         A merged token is its note events and then at most one TIME_SHIFT, so each rule is a check of
@@ -373,8 +397,15 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         silence or held-note limit, and while notes are overlong only tokens that first release them.
         """
         if self.merged is None:
-            self.merged = _merged_tables(self.tables, self.tok.base_size, self.tok.size)
+            tables = {
+                name: torch.from_numpy(table).to(device) for name, table in self.tables._asdict().items()
+            }
+            self.merged = _merged_tables(tables, self.tok.base_size, self.tok.size)
         merged = self.merged
+        sounding, silent, now, struck = (
+            torch.from_numpy(state).to(device)
+            for state in (self.sounding, self.silent, self.now, self.struck)
+        )
         # Only the few sounding pitches matter (a token needing a pitch silent clashes only with a
         # sounding one; one needing it sounding, unless it sounds): products over those columns.
         playing = sounding.any(dim=0).nonzero()[:, 0]
@@ -392,10 +423,10 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         quiet_after = (still_on + merged["sounding_after"]) == 0
         shift = merged["shift"]
         if self.max_silence is not None:
-            silent_before = torch.where(merged["strikes"], 0, self.silent[:, None])
+            silent_before = torch.where(merged["strikes"], 0, silent[:, None])
             blocked |= quiet_after & (silent_before + shift > self.max_silence)
         if self.max_note is not None and len(playing):
-            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)[:, playing]
+            held = (now[:, None] - struck).masked_fill(~sounding, 0)[:, playing]
             untouched = 1 - merged["touched"][playing].long()  # (playing, merged)
             # the longest-held note that still sounds when the token's TIME_SHIFT starts
             held_after = (held[:, :, None] * untouched[None]).amax(dim=1)
@@ -406,16 +437,17 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         return blocked
 
     @staticmethod
-    def _release_overlong(out: torch.Tensor, overlong: torch.Tensor, first: int, last: int) -> None:
-        """Rows holding notes for max_note steps may only release them (in the model's odds)."""
+    def _release_overlong(
+        out: torch.Tensor, overlong: torch.Tensor, first: int, last: int, base: int
+    ) -> None:
+        """Rows holding notes for max_note steps may only release them (in the model's odds), or play a
+        merged token that first releases them (`_merged_blocked`: the ids from ``base`` on)."""
         rows = overlong.any(dim=1)
-        if not rows.any():
-            return
         offs = out[rows, first:last].masked_fill(~overlong[rows], float("-inf"))
         # A row whose model gives every overlong NOTE_OFF zero probability releases them evenly.
         evenly = torch.zeros_like(offs).masked_fill(~overlong[rows], float("-inf"))
         offs = torch.where(torch.isinf(offs).all(dim=1, keepdim=True), evenly, offs)
-        out[rows] = float("-inf")
+        out[rows, :base] = float("-inf")
         out[rows, first:last] = offs
 
 
