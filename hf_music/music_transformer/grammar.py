@@ -266,6 +266,13 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self._forbid[1][:, self.tok.size :] = True
         self._forbid_tensor = torch.from_numpy(self._forbid)  # the same memory: no copy per step on CPU
         self._cost = np.zeros((batch, NUM_PITCHES), np.float32)  # the repeat penalty per pitch
+        # Constants as 0-dim tensors: a Python number costs a conversion per op (the divisor stays on
+        # the CPU, as a Python number is, so that every device divides as it did with one).
+        device = scores.device
+        self._minus_inf, self._inf, self._zero = (
+            torch.tensor(x, device=device) for x in (-np.inf, np.inf, 0.0)
+        )
+        self._pitch_temperature = torch.tensor(self.pitch_temperature)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.sounding is None:
@@ -273,12 +280,11 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         if input_ids.shape[1] > self.seen:
             self._follow(input_ids[:, self.seen :].cpu().numpy())
         self.seen = input_ids.shape[1]
-        held = np.where(
-            self.sounding, self.now[:, None] - self.struck, 0
-        )  # steps each sounding note has sounded
-        self._forbid_now(held)
+        held = np.where(self.sounding, self.now[:, None] - self.struck, 0)  # steps each note has sounded
+        longest = held.max(axis=1)
+        self._forbid_now(longest)
         forbid = self._forbid_tensor if scores.device.type == "cpu" else self._forbid_tensor.to(scores.device)
-        both = torch.where(forbid, float("-inf"), scores)  # (2, batch, vocab): the scores, and masked
+        both = torch.where(forbid, self._minus_inf, scores)  # (2, batch, vocab): the scores, and masked
         out = both[1]
         # NOTE_ON and NOTE_OFF ids are one block: view them as (batch, 2 event types, 128 pitches).
         # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
@@ -288,10 +294,10 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         notes = both[:, :, first:last].view(2, -1, 2, NUM_PITCHES)
         total, kept = torch.logsumexp(notes, dim=3, keepdim=True).unbind(0)  # all, and the allowed
         allowed = notes[1]
-        allowed += torch.where(kept > float("-inf"), total - kept, 0.0)
-        if self.soft_note is not None:
+        allowed += torch.where(kept > self._minus_inf, total - kept, self._zero)
+        if self.soft_note is not None and longest.max() > self.soft_note:  # else no NOTE_OFF gains odds
             self._encourage_release(out, held)
-        if self.max_note is not None:
+        if self.max_note is not None and longest.max() >= self.max_note:
             overlong = self.sounding & (held >= self.max_note)
             if overlong.any():
                 overlong = torch.from_numpy(overlong).to(out.device)
@@ -326,7 +332,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.last_struck = np.where(is_note_on, pitch, np.where(ended, -1, self.last_struck))
         self.run = np.where(ended, 0, self.run)
 
-    def _forbid_now(self, held: np.ndarray) -> None:
+    def _forbid_now(self, longest: np.ndarray) -> None:
         """The masks that change with the state, written into their blocks of the forbidden ids: NOTE_ON of a
         sounding pitch (any, with max_polyphony sounding), NOTE_OFF of a silent one, TIME_SHIFTs too long."""
         forbid, sounding = self._forbid[1], self.sounding
@@ -345,7 +351,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
             if self.max_silence is not None:
                 budget = np.where(sounding.any(axis=1), budget, self.max_silence - self.silent)
             if self.max_note is not None:
-                budget = np.minimum(budget, self.max_note - held.max(axis=1))
+                budget = np.minimum(budget, self.max_note - longest)
             np.greater(self.tables.shift[shifts:velocity], budget[:, None], out=forbid[:, shifts:velocity])
 
     def _encourage_release(self, out: torch.Tensor, held: np.ndarray) -> None:
@@ -356,8 +362,6 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         the note's age, so notes end on their own before the hard limit ends them all at once.
         """
         overdue = np.maximum(held - self.soft_note, 0)
-        if not overdue.any():  # adding 0 changes nothing
-            return
         rate = RELEASE_NATS_PER_SECOND * self.tok.time_step
         if out.dtype == torch.float32:  # the same float32 product as torch's (a tensor times a scalar)
             gain = torch.from_numpy(overdue.astype(np.float32) * np.float32(rate)).to(out.device)
@@ -384,9 +388,10 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
             self._cost[np.arange(len(cost)), self.last_struck.clip(min=0)] = cost
             shaped = strikes - torch.from_numpy(self._cost).to(out.device, out.dtype)
         if self.pitch_temperature != 1.0:  # a division by 1 changes nothing
-            shaped = shaped / self.pitch_temperature
+            shaped = shaped / self._pitch_temperature
         mass, norm = torch.logsumexp(torch.stack((strikes, shaped)), dim=2, keepdim=True).unbind(0)
-        torch.where(torch.isfinite(mass), shaped - norm + mass, strikes, out=strikes)
+        finite = mass.abs() < self._inf  # isfinite in fewer ops
+        torch.where(finite, shaped - norm + mass, strikes, out=strikes)
 
     def _merged_blocked(self, device: torch.device) -> torch.Tensor:
         """(batch, merged ids) True where a merged token's events, played in order now, break a rule.
