@@ -27,6 +27,7 @@ MERGE_SEPARATOR = "+"  # a merged (BPE) token's name: its events' names joined w
 # How fast the odds of releasing a note held past soft_note_seconds grow: e-fold every quarter second
 # (with the soft limit at 2 s, the embedded model held 0.51% of its notes >= 4 s, MAESTRO test 0.49%).
 RELEASE_NATS_PER_SECOND = 4.0
+NO_LIMIT = np.iinfo(np.int64).max
 logger = logging.getLogger(__name__)
 
 
@@ -266,6 +267,10 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self._forbid[1][:, self.tok.size :] = True
         self._forbid_tensor = torch.from_numpy(self._forbid)  # the same memory: no copy per step on CPU
         self._cost = np.zeros((batch, NUM_PITCHES), np.float32)  # the repeat penalty per pitch
+        self._rows = np.arange(batch)
+        pitch = np.arange(len(self.tables.shift)) - self.tok.note_on_offset
+        strikes_one = (pitch >= 0) & (pitch < NUM_PITCHES)  # the NOTE_ON ids: runs are followed
+        self._run_code = np.where(strikes_one, pitch, np.where(self.tables.strikes, -2, -1))
         # Constants as 0-dim tensors: a Python number costs a conversion per op (the divisor stays on
         # the CPU, as a Python number is, so that every device divides as it did with one).
         device = scores.device
@@ -314,23 +319,21 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         tables = self.tables
         for token in tokens.T:
             final_on = tables.final_on[token]
-            self.sounding = (self.sounding & ~tables.touched[token]) | final_on
+            self.sounding = np.where(tables.touched[token], final_on, self.sounding)
             self.struck = np.where(final_on, self.now[:, None], self.struck)
             shift = tables.shift[token]
             self.now = self.now + shift
             quiet = ~self.sounding.any(axis=1)  # its TIME_SHIFT (the last event) passes in silence
             self.silent = np.where(tables.strikes[token], 0, self.silent) + shift * quiet
-            self._count_run(token)
+            self._count_run(self._run_code[token])
 
-    def _count_run(self, token: np.ndarray) -> None:
-        """Follow the run of strikes of one pitch (a merged token's strikes end it: not followed inside)."""
-        pitch = token - self.tok.note_on_offset
-        is_note_on = (pitch >= 0) & (pitch < NUM_PITCHES)
-        again = is_note_on & (pitch == self.last_struck)
-        self.run = np.where(again, self.run + 1, np.where(is_note_on, 1, self.run))
-        ended = self.tables.strikes[token] & ~is_note_on
-        self.last_struck = np.where(is_note_on, pitch, np.where(ended, -1, self.last_struck))
-        self.run = np.where(ended, 0, self.run)
+    def _count_run(self, code: np.ndarray) -> None:
+        """Follow the run of strikes of one pitch: ``code`` is the pitch a token strikes (a NOTE_ON),
+        -2 if it ends the run (a merged token's strikes: not followed inside), else -1."""
+        follows = code != -1
+        again = np.where(code == self.last_struck, self.run + 1, code >= 0)  # 1 for a new pitch, 0 at -2
+        self.run = np.where(follows, again, self.run)
+        self.last_struck = np.where(follows, np.maximum(code, -1), self.last_struck)
 
     def _forbid_now(self, longest: np.ndarray) -> None:
         """The masks that change with the state, written into their blocks of the forbidden ids: NOTE_ON of a
@@ -347,9 +350,9 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         np.logical_not(sounding, out=forbid[:, off:shifts])
         if self.max_silence is not None or self.max_note is not None:
             # No TIME_SHIFT may carry a silence or a held note past its limit.
-            budget = np.full(len(sounding), np.iinfo(np.int64).max)
+            budget = np.full(len(sounding), NO_LIMIT)
             if self.max_silence is not None:
-                budget = np.where(sounding.any(axis=1), budget, self.max_silence - self.silent)
+                budget = np.where(sounding.any(axis=1), NO_LIMIT, self.max_silence - self.silent)
             if self.max_note is not None:
                 budget = np.minimum(budget, self.max_note - longest)
             np.greater(self.tables.shift[shifts:velocity], budget[:, None], out=forbid[:, shifts:velocity])
@@ -381,11 +384,11 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         """
         strikes = out[:, self.tok.note_on_offset : self.tok.note_off_offset]
         shaped = strikes
-        # float32 as torch computes a float times an int64 tensor; subtracting a zero cost changes nothing
-        cost = np.float32(self.repeat_penalty) * self.run.astype(np.float32) * (self.last_struck >= 0)
-        if cost.any():
+        if self.repeat_penalty and self.run.any():  # else the cost is 0, and subtracting 0 changes nothing
+            # float32, as torch multiplies an int64 tensor by a Python float (a row with no run costs 0)
             self._cost[:] = 0
-            self._cost[np.arange(len(cost)), self.last_struck.clip(min=0)] = cost
+            cost = np.float32(self.repeat_penalty) * self.run.astype(np.float32) * (self.last_struck >= 0)
+            self._cost[self._rows, np.maximum(self.last_struck, 0)] = cost
             shaped = strikes - torch.from_numpy(self._cost).to(out.device, out.dtype)
         if self.pitch_temperature != 1.0:  # a division by 1 changes nothing
             shaped = shaped / self._pitch_temperature
