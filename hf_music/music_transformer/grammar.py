@@ -238,15 +238,11 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
 
     def _start(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> None:
         batch, size = input_ids.shape[0], scores.shape[-1]
-        # Per id (a model's vocabulary may be padded past the tokenizer's): the pitches it starts or
-        # ends and which sound after it, whether it strikes a note, the steps it moves on.
-        self.tables = _id_tables(self.tok, max(size, self.tok.size))
         rows = self.history if self.history is not None else input_ids.tolist()
         if len(rows) != batch:  # num_return_sequences expands the batch
             rows = [rows[i * len(rows) // batch] for i in range(batch)]
-        self.sounding = np.array([sounding_pitches(row, self.tok) for row in rows]).reshape(
-            batch, NUM_PITCHES
-        )
+        sounding = [sounding_pitches(row, self.tok) for row in rows]
+        self.sounding = np.array(sounding).reshape(batch, NUM_PITCHES)
         # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
         clocks = [sounding_clock(row, self.tok) for row in rows]
         self.struck = np.array([-held for held, _ in clocks], np.int64).reshape(batch, NUM_PITCHES)
@@ -256,6 +252,20 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.last_struck = np.array([pitch for pitch, _ in runs], np.int64)
         self.run = np.array([run for _, run in runs], np.int64)
         self.seen = input_ids.shape[1]
+        self._quiet = ~self.sounding.any(axis=1)
+        self._notes_changed = True  # the NOTE_ON / NOTE_OFF masks are to be written
+        self._prepare(batch, size, scores.device)
+        self._price_repeats()
+
+    def _prepare(self, batch: int, size: int, device: torch.device) -> None:
+        """Tables and buffers made once: each step then does few and small ops."""
+        # Per id (a model's vocabulary may be padded past the tokenizer's): the pitches it starts or
+        # ends and which sound after it, whether it strikes a note, the steps it moves on.
+        self.tables = _id_tables(self.tok, max(size, self.tok.size))
+        self._touches = self.tables.touched.any(axis=1)
+        pitch = np.arange(len(self.tables.shift)) - self.tok.note_on_offset
+        strikes_one = (pitch >= 0) & (pitch < NUM_PITCHES)  # the NOTE_ON ids: runs are followed
+        self._run_code = np.where(strikes_one, pitch, np.where(self.tables.strikes, -2, -1))
         # The ids forbidden now, over (the scores, the scores masked): `torch.where` makes both in one
         # op. The first row stays all False; the second starts with the ids never allowed (<pad>,
         # <bos>, <eos> unless allow_eos, and ids past the tokenizer's vocabulary, which mean nothing).
@@ -266,27 +276,31 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self._forbid[1][:, never] = True
         self._forbid[1][:, self.tok.size :] = True
         self._forbid_tensor = torch.from_numpy(self._forbid)  # the same memory: no copy per step on CPU
-        self._cost = np.zeros((batch, NUM_PITCHES), np.float32)  # the repeat penalty per pitch
         self._rows = np.arange(batch)
-        pitch = np.arange(len(self.tables.shift)) - self.tok.note_on_offset
-        strikes_one = (pitch >= 0) & (pitch < NUM_PITCHES)  # the NOTE_ON ids: runs are followed
-        self._run_code = np.where(strikes_one, pitch, np.where(self.tables.strikes, -2, -1))
+        self._cost = np.zeros((batch, NUM_PITCHES), np.float32)  # the repeat penalty of each pitch now
+        self._cost_tensor = torch.from_numpy(self._cost)
         # Constants as 0-dim tensors: a Python number costs a conversion per op (the divisor stays on
         # the CPU, as a Python number is, so that every device divides as it did with one).
-        device = scores.device
         self._minus_inf, self._inf, self._zero = (
             torch.tensor(x, device=device) for x in (-np.inf, np.inf, 0.0)
         )
         self._pitch_temperature = torch.tensor(self.pitch_temperature)
+        on, shifts = self.tok.note_on_offset, self.tok.time_shift_offset
+        # (2, batch, 2 event types, 128 pitches) of the (2, batch, vocab) scores: one op per step
+        self._notes_view = ((2, batch, 2, NUM_PITCHES), (batch * size, size, NUM_PITCHES, 1), on)
+        self._shift_steps = self.tables.shift[shifts : self.tok.velocity_offset]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.sounding is None:
             self._start(input_ids, scores)
         if input_ids.shape[1] > self.seen:
-            self._follow(input_ids[:, self.seen :].cpu().numpy())
+            on_cpu = input_ids.device.type == "cpu"  # then no torch op: a numpy view of its new columns
+            new = input_ids.numpy()[:, self.seen :] if on_cpu else input_ids[:, self.seen :].cpu().numpy()
+            self._follow(new)
         self.seen = input_ids.shape[1]
         held = np.where(self.sounding, self.now[:, None] - self.struck, 0)  # steps each note has sounded
         longest = held.max(axis=1)
+        oldest = longest.max()
         self._forbid_now(longest)
         forbid = self._forbid_tensor if scores.device.type == "cpu" else self._forbid_tensor.to(scores.device)
         both = torch.where(forbid, self._minus_inf, scores)  # (2, batch, vocab): the scores, and masked
@@ -295,37 +309,44 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
         # to the allowed events of the same type. A small model that means "release a key" but
         # names a silent one then still releases one, instead of holding every note longer.
-        first, last = self.tok.note_on_offset, self.tok.time_shift_offset
-        notes = both[:, :, first:last].view(2, -1, 2, NUM_PITCHES)
+        if both.is_contiguous():  # as torch.where makes it: the view in one op
+            notes = both.as_strided(*self._notes_view)
+        else:
+            first, last = self.tok.note_on_offset, self.tok.time_shift_offset
+            notes = both[:, :, first:last].view(2, -1, 2, NUM_PITCHES)
         total, kept = torch.logsumexp(notes, dim=3, keepdim=True).unbind(0)  # all, and the allowed
         allowed = notes[1]
         allowed += torch.where(kept > self._minus_inf, total - kept, self._zero)
-        if self.soft_note is not None and longest.max() > self.soft_note:  # else no NOTE_OFF gains odds
+        if self.soft_note is not None and oldest > self.soft_note:  # else no NOTE_OFF gains odds
             self._encourage_release(out, held)
-        if self.max_note is not None and longest.max() >= self.max_note:
-            overlong = self.sounding & (held >= self.max_note)
-            if overlong.any():
-                overlong = torch.from_numpy(overlong).to(out.device)
-                self._release_overlong(out, overlong, self.tok.note_off_offset, last, self.tok.base_size)
+        if self.max_note is not None and oldest >= self.max_note:
+            overlong = torch.from_numpy(self.sounding & (held >= self.max_note)).to(out.device)
+            self._release_overlong(
+                out, overlong, self.tok.note_off_offset, self.tok.time_shift_offset, self.tok.base_size
+            )
         if self.tok.merged:
             merged = out[:, self.tok.base_size : self.tok.size]
             merged.masked_fill_(self._merged_blocked(out.device), float("-inf"))
         if self.repeat_penalty or self.pitch_temperature != 1.0:
-            self._shape_strikes(out)
+            self._shape_strikes(out, allowed)
         return out
 
     def _follow(self, tokens: np.ndarray) -> None:
         """Update the state with new columns of ids (batch, columns): a token's notes start together."""
         tables = self.tables
         for token in tokens.T:
-            final_on = tables.final_on[token]
-            self.sounding = np.where(tables.touched[token], final_on, self.sounding)
-            self.struck = np.where(final_on, self.now[:, None], self.struck)
+            if self._touches[token].any():  # else the sounding pitches stay as they are
+                final_on = tables.final_on[token]
+                self.sounding = np.where(tables.touched[token], final_on, self.sounding)
+                self.struck = np.where(final_on, self.now[:, None], self.struck)
+                self._quiet = ~self.sounding.any(axis=1)  # its TIME_SHIFT (the last event) passes in silence
+                self._notes_changed = True
             shift = tables.shift[token]
             self.now = self.now + shift
-            quiet = ~self.sounding.any(axis=1)  # its TIME_SHIFT (the last event) passes in silence
-            self.silent = np.where(tables.strikes[token], 0, self.silent) + shift * quiet
-            self._count_run(self._run_code[token])
+            self.silent = np.where(tables.strikes[token], 0, self.silent) + shift * self._quiet
+            code = self._run_code[token]
+            if (code != -1).any():
+                self._count_run(code)
 
     def _count_run(self, code: np.ndarray) -> None:
         """Follow the run of strikes of one pitch: ``code`` is the pitch a token strikes (a NOTE_ON),
@@ -334,6 +355,15 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         again = np.where(code == self.last_struck, self.run + 1, code >= 0)  # 1 for a new pitch, 0 at -2
         self.run = np.where(follows, again, self.run)
         self.last_struck = np.where(follows, np.maximum(code, -1), self.last_struck)
+        self._price_repeats()
+
+    def _price_repeats(self) -> None:
+        """The cost of striking the pitch struck last again, by pitch (float32, as torch multiplies an int64
+        tensor by a Python float; a row without a run costs 0)."""
+        if self.repeat_penalty:
+            self._cost[:] = 0
+            cost = np.float32(self.repeat_penalty) * self.run.astype(np.float32) * (self.last_struck >= 0)
+            self._cost[self._rows, np.maximum(self.last_struck, 0)] = cost
 
     def _forbid_now(self, longest: np.ndarray) -> None:
         """The masks that change with the state, written into their blocks of the forbidden ids: NOTE_ON of a
@@ -342,20 +372,24 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         on, off, shifts, velocity = (
             self.tok.note_on_offset, self.tok.note_off_offset, self.tok.time_shift_offset, self.tok.velocity_offset,
         )  # fmt: skip
-        if self.max_polyphony is None:
-            forbid[:, on:off] = sounding
-        else:
-            full = sounding.sum(axis=1, keepdims=True) >= self.max_polyphony
-            np.logical_or(sounding, full, out=forbid[:, on:off])
-        np.logical_not(sounding, out=forbid[:, off:shifts])
+        if self._notes_changed:
+            if self.max_polyphony is None:
+                forbid[:, on:off] = sounding
+            else:
+                full = sounding.sum(axis=1, keepdims=True) >= self.max_polyphony
+                np.logical_or(sounding, full, out=forbid[:, on:off])
+            np.logical_not(sounding, out=forbid[:, off:shifts])
+            self._notes_changed = False
         if self.max_silence is not None or self.max_note is not None:
             # No TIME_SHIFT may carry a silence or a held note past its limit.
-            budget = np.full(len(sounding), NO_LIMIT)
-            if self.max_silence is not None:
-                budget = np.where(sounding.any(axis=1), NO_LIMIT, self.max_silence - self.silent)
+            budget = (
+                NO_LIMIT
+                if self.max_silence is None
+                else np.where(self._quiet, self.max_silence - self.silent, NO_LIMIT)
+            )
             if self.max_note is not None:
                 budget = np.minimum(budget, self.max_note - longest)
-            np.greater(self.tables.shift[shifts:velocity], budget[:, None], out=forbid[:, shifts:velocity])
+            np.greater(self._shift_steps, np.reshape(budget, (-1, 1)), out=forbid[:, shifts:velocity])
 
     def _encourage_release(self, out: torch.Tensor, held: np.ndarray) -> None:
         """Past soft_note steps, a held note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second.
@@ -372,7 +406,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
             gain = torch.from_numpy(overdue).to(out.device).to(out.dtype) * rate
         out[:, self.tok.note_off_offset : self.tok.time_shift_offset] += gain
 
-    def _shape_strikes(self, out: torch.Tensor) -> None:
+    def _shape_strikes(self, out: torch.Tensor, notes: torch.Tensor) -> None:
         """Which pitch a NOTE_ON strikes: the repeat penalty, then the pitch temperature; the NOTE_ONs keep
         their total probability, so when notes start, end and how loud stay as the model has them.
 
@@ -382,14 +416,13 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         just struck costs repeat_penalty nats per strike of it in a row so far (runs of 5+ strikes,
         which 1% of MAESTRO test excerpts have, came in 4 of 24 samples at temperature 1.0).
         """
-        strikes = out[:, self.tok.note_on_offset : self.tok.note_off_offset]
+        strikes = notes[:, 0]  # out's NOTE_ONs
         shaped = strikes
         if self.repeat_penalty and self.run.any():  # else the cost is 0, and subtracting 0 changes nothing
-            # float32, as torch multiplies an int64 tensor by a Python float (a row with no run costs 0)
-            self._cost[:] = 0
-            cost = np.float32(self.repeat_penalty) * self.run.astype(np.float32) * (self.last_struck >= 0)
-            self._cost[self._rows, np.maximum(self.last_struck, 0)] = cost
-            shaped = strikes - torch.from_numpy(self._cost).to(out.device, out.dtype)
+            cost = self._cost_tensor
+            if out.device.type != "cpu" or out.dtype != torch.float32:
+                cost = cost.to(out.device, out.dtype)
+            shaped = strikes - cost
         if self.pitch_temperature != 1.0:  # a division by 1 changes nothing
             shaped = shaped / self._pitch_temperature
         mass, norm = torch.logsumexp(torch.stack((strikes, shaped)), dim=2, keepdim=True).unbind(0)
