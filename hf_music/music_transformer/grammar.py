@@ -389,7 +389,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
             )
             if self.max_note is not None:
                 budget = np.minimum(budget, self.max_note - longest)
-            np.greater(self._shift_steps, np.reshape(budget, (-1, 1)), out=forbid[:, shifts:velocity])
+            np.greater(self._shift_steps, budget[:, None], out=forbid[:, shifts:velocity])
 
     def _encourage_release(self, out: torch.Tensor, held: np.ndarray) -> None:
         """Past soft_note steps, a held note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second.
