@@ -284,7 +284,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self._minus_inf, self._inf, self._zero = (
             torch.tensor(x, device=device) for x in (-np.inf, np.inf, 0.0)
         )
-        self._pitch_temperature = torch.tensor(self.pitch_temperature)
+        self._pitch_temperature = torch.tensor(self.pitch_temperature, dtype=torch.float64)  # a Python float
         on, shifts = self.tok.note_on_offset, self.tok.time_shift_offset
         # (2, batch, 2 event types, 128 pitches) of the (2, batch, vocab) scores: one op per step
         self._notes_view = ((2, batch, 2, NUM_PITCHES), (batch * size, size, NUM_PITCHES, 1), on)
