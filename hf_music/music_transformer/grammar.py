@@ -318,7 +318,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         allowed = notes[1]
         allowed += torch.where(kept > self._minus_inf, total - kept, self._zero)
         if self.soft_note is not None and oldest > self.soft_note:  # else no NOTE_OFF gains odds
-            self._encourage_release(out, held)
+            self._encourage_release(allowed[:, 1], held)  # out's NOTE_OFFs
         if self.max_note is not None and oldest >= self.max_note:
             overlong = torch.from_numpy(self.sounding & (held >= self.max_note)).to(out.device)
             self._release_overlong(
@@ -391,7 +391,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
                 budget = np.minimum(budget, self.max_note - longest)
             np.greater(self._shift_steps, budget[:, None], out=forbid[:, shifts:velocity])
 
-    def _encourage_release(self, out: torch.Tensor, held: np.ndarray) -> None:
+    def _encourage_release(self, offs: torch.Tensor, held: np.ndarray) -> None:
         """Past soft_note steps, a held note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second.
 
         A small model forgets the notes it struck long ago (2.3% of the default model's notes ran into
@@ -400,11 +400,11 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         """
         overdue = np.maximum(held - self.soft_note, 0)
         rate = RELEASE_NATS_PER_SECOND * self.tok.time_step
-        if out.dtype == torch.float32:  # the same float32 product as torch's (a tensor times a scalar)
-            gain = torch.from_numpy(overdue.astype(np.float32) * np.float32(rate)).to(out.device)
+        if offs.dtype == torch.float32:  # the same float32 product as torch's (a tensor times a scalar)
+            gain = torch.from_numpy(overdue.astype(np.float32) * np.float32(rate))
+            offs += gain if offs.device.type == "cpu" else gain.to(offs.device)
         else:
-            gain = torch.from_numpy(overdue).to(out.device).to(out.dtype) * rate
-        out[:, self.tok.note_off_offset : self.tok.time_shift_offset] += gain
+            offs += torch.from_numpy(overdue).to(offs.device).to(offs.dtype) * rate
 
     def _shape_strikes(self, out: torch.Tensor, notes: torch.Tensor) -> None:
         """Which pitch a NOTE_ON strikes: the repeat penalty, then the pitch temperature; the NOTE_ONs keep
