@@ -229,9 +229,8 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.sounding: np.ndarray | None = None  # (batch, NUM_PITCHES) bool: sounding pitches
         self.now = self.silent = None  # (batch,): steps so far; steps of silence (0 while a note sounds)
         self.struck = None  # (batch, NUM_PITCHES): step of each pitch's last strike (relative to now = 0)
-        self.last_struck = self.run = (
-            None  # (batch,): the pitch struck last (-1: none), strikes of it in a row
-        )
+        # (batch,): the pitch struck last (-1: none), and strikes of it in a row
+        self.last_struck = self.run = None
         self.tables: IdTables | None = None
         self.merged = None  # the merged ids' tables on the scores' device (`_merged_blocked`)
         self.seen = 0
@@ -279,12 +278,16 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self._rows = np.arange(batch)
         self._cost = np.zeros((batch, NUM_PITCHES), np.float32)  # the repeat penalty of each pitch now
         self._cost_tensor = torch.from_numpy(self._cost)
-        # Constants as 0-dim tensors: a Python number costs a conversion per op (the divisor stays on
-        # the CPU, as a Python number is, so that every device divides as it did with one).
+        # Constants as 0-dim tensors: a Python number costs a conversion per op.
         self._minus_inf, self._inf, self._zero = (
             torch.tensor(x, device=device) for x in (-np.inf, np.inf, 0.0)
         )
-        self._pitch_temperature = torch.tensor(self.pitch_temperature, dtype=torch.float64)  # a Python float
+        # On the CPU, as a float64 0-dim tensor: divides as the Python float does, without its conversion
+        # per call; other devices (MPS has no float64) take the Python float.
+        cpu = device.type == "cpu"
+        self._divisor = (
+            torch.tensor(self.pitch_temperature, dtype=torch.float64) if cpu else self.pitch_temperature
+        )
         on, shifts = self.tok.note_on_offset, self.tok.time_shift_offset
         # (2, batch, 2 event types, 128 pitches) of the (2, batch, vocab) scores: one op per step
         self._notes_view = ((2, batch, 2, NUM_PITCHES), (batch * size, size, NUM_PITCHES, 1), on)
@@ -424,7 +427,7 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
                 cost = cost.to(out.device, out.dtype)
             shaped = strikes - cost
         if self.pitch_temperature != 1.0:  # a division by 1 changes nothing
-            shaped = shaped / self._pitch_temperature
+            shaped = shaped / self._divisor
         mass, norm = torch.logsumexp(torch.stack((strikes, shaped)), dim=2, keepdim=True).unbind(0)
         finite = mass.abs() < self._inf  # isfinite in fewer ops
         torch.where(finite, shaped - norm + mass, strikes, out=strikes)
