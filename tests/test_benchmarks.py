@@ -55,6 +55,11 @@ def table_rows(output: str) -> list[list[str]]:
             [["unconstrained"], ["constrained (default)"]],
         ),
         (
+            "benchmark_grammar.py",
+            ["--speed", "--tokens", "16", "--repeats", "1", "--threads", "1"],
+            [["1"], ["4"]],
+        ),
+        (
             "benchmark_tokenizer.py",
             ["--data", str(POP909), "--repeats", "1"],
             [["hf_music MidiTokenizer"], ["miditok MIDILike"], ["pretty_midi reference"]],

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import symusic
 import torch
@@ -158,7 +159,7 @@ def test_a_merged_token_is_allowed_exactly_when_its_events_are(bpe_tokenizer, se
     checked = {"periodic": 0, "overlong": 0}
     for step in range(300):
         scores = grammar(row, torch.randn(1, len(tok)) * 2)
-        held = (grammar.now[:, None] - grammar.struck).masked_fill(~grammar.state, 0)
+        held = np.where(grammar.sounding, grammar.now[:, None] - grammar.struck, 0)  # the host state
         # Every 100 steps, and in the first two states with a note held too long (only releases go).
         kind = (
             "overlong" if bool((held >= grammar.max_note).any()) and checked["overlong"] < 2 else "periodic"
@@ -196,3 +197,28 @@ def test_hub_users_without_hf_music_sample_merged_tokens_without_grammar_violati
     assert sum(grammar_violations(row, tok) for row in out["free"]) > 0
     for i in range(len(prompts)):  # the checkpoint's own code writes MIDI from merged tokens
         assert symusic.Score(str(tmp_path / f"pipeline_{i}.mid")).note_num() > 0
+
+
+def test_the_grammar_gives_the_same_scores_for_any_layout_and_dtype_of_the_logits():
+    """The processor reads scores as model.generate hands them (a row-strided slice of the logits) and in
+    any float dtype: the same masks and, up to the dtype's rounding, the same odds; a float32 slice bit for bit."""
+    tok = MidiTokenizer()
+    torch.manual_seed(0)
+    settings = {
+        "max_polyphony": 3,
+        "max_note_seconds": 0.5,
+        "soft_note_seconds": 0.2,
+        "max_silence_seconds": 0.3,
+    }
+    contiguous, strided, wide = (PerformanceGrammarLogitsProcessor(tok, **settings) for _ in range(3))
+    row = torch.tensor([[tok.bos_token_id]] * 2)
+    for _ in range(200):
+        logits = torch.randn(2, 3, len(tok)) * 3  # [batch, positions, vocab]: the last position's scores
+        expected = contiguous(row, logits[:, -1].contiguous())
+        assert torch.equal(strided(row, logits[:, -1]), expected)
+        in_float64 = wide(row, logits[:, -1].double())
+        assert in_float64.dtype == torch.float64
+        assert torch.equal(torch.isinf(in_float64), torch.isinf(expected))
+        torch.testing.assert_close(in_float64.float(), expected, atol=1e-4, rtol=1e-5)
+        row = torch.cat((row, torch.multinomial(torch.softmax(expected, -1), 1)), dim=1)
+    assert grammar_violations(row[0].numpy(), tok) == grammar_violations(row[1].numpy(), tok) == 0

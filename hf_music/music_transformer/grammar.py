@@ -27,6 +27,7 @@ MERGE_SEPARATOR = "+"  # a merged (BPE) token's name: its events' names joined w
 # How fast the odds of releasing a note held past soft_note_seconds grow: e-fold every quarter second
 # (with the soft limit at 2 s, the embedded model held 0.51% of its notes >= 4 s, MAESTRO test 0.49%).
 RELEASE_NATS_PER_SECOND = 4.0
+NO_LIMIT = np.iinfo(np.int64).max
 logger = logging.getLogger(__name__)
 
 
@@ -222,113 +223,193 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         self.max_note = None if max_note_seconds is None else round(max_note_seconds / step)
         self.allow_eos = allow_eos
         self.history = history
-        self.state: torch.Tensor | None = None  # (batch, NUM_PITCHES) bool: sounding pitches
-        self.tables = self.merged = self.never = self.silent = None
-        self.now = self.struck = None  # (batch,) steps so far; (batch, NUM_PITCHES) step of each strike
-        self.last_struck = self.run = (
-            None  # (batch,): the pitch struck last (-1: none) and how many times in a row
-        )
+        # Each row's state lives on the host as numpy arrays: a step's update is a few table lookups,
+        # and a small numpy op costs a fraction of a torch op's dispatch. Only the masks made from it
+        # travel to the scores' device, once per step.
+        self.sounding: np.ndarray | None = None  # (batch, NUM_PITCHES) bool: sounding pitches
+        self.now = self.silent = None  # (batch,): steps so far; steps of silence (0 while a note sounds)
+        self.struck = None  # (batch, NUM_PITCHES): step of each pitch's last strike (relative to now = 0)
+        # (batch,): the pitch struck last (-1: none), and strikes of it in a row
+        self.last_struck = self.run = None
+        self.tables: IdTables | None = None
+        self.merged = None  # the merged ids' tables on the scores' device (`_merged_blocked`)
         self.seen = 0
 
-    def _start(self, input_ids: torch.LongTensor, vocab_size: int) -> None:
-        device = input_ids.device
+    def _start(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> None:
+        batch, size = input_ids.shape[0], scores.shape[-1]
+        rows = self.history if self.history is not None else input_ids.tolist()
+        if len(rows) != batch:  # num_return_sequences expands the batch
+            rows = [rows[i * len(rows) // batch] for i in range(batch)]
+        sounding = [sounding_pitches(row, self.tok) for row in rows]
+        self.sounding = np.array(sounding).reshape(batch, NUM_PITCHES)
+        # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
+        clocks = [sounding_clock(row, self.tok) for row in rows]
+        self.struck = np.array([-held for held, _ in clocks], np.int64).reshape(batch, NUM_PITCHES)
+        self.silent = np.array([silent for _, silent in clocks], np.int64)
+        self.now = np.zeros_like(self.silent)
+        runs = [strike_run(row, self.tok) for row in rows]
+        self.last_struck = np.array([pitch for pitch, _ in runs], np.int64)
+        self.run = np.array([run for _, run in runs], np.int64)
+        self.seen = input_ids.shape[1]
+        self._quiet = ~self.sounding.any(axis=1)
+        self._notes_changed = True  # the NOTE_ON / NOTE_OFF masks are to be written
+        self._prepare(batch, size, scores.device)
+        self._price_repeats()
+
+    def _prepare(self, batch: int, size: int, device: torch.device) -> None:
+        """Tables and buffers made once: each step then does few and small ops."""
         # Per id (a model's vocabulary may be padded past the tokenizer's): the pitches it starts or
-        # ends and which sound after it, whether it strikes a note, the steps it moves on. One
-        # step's update is then a few row lookups.
-        self.tables = {
-            name: torch.from_numpy(table).to(device)
-            for name, table in _id_tables(self.tok, max(vocab_size, self.tok.size))._asdict().items()
-        }
+        # ends and which sound after it, whether it strikes a note, the steps it moves on.
+        self.tables = _id_tables(self.tok, max(size, self.tok.size))
+        self._touches = self.tables.touched.any(axis=1)
+        pitch = np.arange(len(self.tables.shift)) - self.tok.note_on_offset
+        strikes_one = (pitch >= 0) & (pitch < NUM_PITCHES)  # the NOTE_ON ids: runs are followed
+        self._run_code = np.where(strikes_one, pitch, np.where(self.tables.strikes, -2, -1))
+        # The ids forbidden now, over (the scores, the scores masked): `torch.where` makes both in one
+        # op. The first row stays all False; the second starts with the ids never allowed (<pad>,
+        # <bos>, <eos> unless allow_eos, and ids past the tokenizer's vocabulary, which mean nothing).
+        self._forbid = np.zeros((2, batch, size), bool)
         never = [self.tok.pad_token_id, self.tok.bos_token_id] + (
             [] if self.allow_eos else [self.tok.eos_token_id]
         )
-        self.never = torch.tensor(never, device=device)  # on the device: no copy per step
-        rows = self.history if self.history is not None else input_ids.tolist()
-        if len(rows) != input_ids.shape[0]:  # num_return_sequences expands the batch
-            rows = [rows[i * len(rows) // input_ids.shape[0]] for i in range(input_ids.shape[0])]
-        self.state = torch.from_numpy(np.array([sounding_pitches(row, self.tok) for row in rows])).to(device)
-        # The clocks go on from the prompt (or the earlier windows): times relative to now = 0.
-        clocks = [sounding_clock(row, self.tok) for row in rows]
-        self.struck = torch.from_numpy(np.array([-held for held, _ in clocks])).to(device)
-        self.silent = torch.tensor([silent for _, silent in clocks], dtype=torch.long, device=device)
-        self.now = torch.zeros_like(self.silent)
-        runs = [strike_run(row, self.tok) for row in rows]
-        self.last_struck = torch.tensor([pitch for pitch, _ in runs], dtype=torch.long, device=device)
-        self.run = torch.tensor([run for _, run in runs], dtype=torch.long, device=device)
-        self.seen = input_ids.shape[1]
+        self._forbid[1][:, never] = True
+        self._forbid[1][:, self.tok.size :] = True
+        self._forbid_tensor = torch.from_numpy(self._forbid)  # the same memory: no copy per step on CPU
+        self._rows = np.arange(batch)
+        self._cost = np.zeros((batch, NUM_PITCHES), np.float32)  # the repeat penalty of each pitch now
+        self._cost_tensor = torch.from_numpy(self._cost)
+        # Constants as 0-dim tensors: a Python number costs a conversion per op.
+        self._minus_inf, self._inf, self._zero = (
+            torch.tensor(x, device=device) for x in (-np.inf, np.inf, 0.0)
+        )
+        # On the CPU, as a float64 0-dim tensor: divides as the Python float does, without its conversion
+        # per call; other devices (MPS has no float64) take the Python float.
+        cpu = device.type == "cpu"
+        self._divisor = (
+            torch.tensor(self.pitch_temperature, dtype=torch.float64) if cpu else self.pitch_temperature
+        )
+        on, shifts = self.tok.note_on_offset, self.tok.time_shift_offset
+        # (2, batch, 2 event types, 128 pitches) of the (2, batch, vocab) scores: one op per step
+        self._notes_view = ((2, batch, 2, NUM_PITCHES), (batch * size, size, NUM_PITCHES, 1), on)
+        self._shift_steps = self.tables.shift[shifts : self.tok.velocity_offset]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.state is None:
-            self._start(input_ids, scores.shape[-1])
-        tables = self.tables
-        for column in range(self.seen, input_ids.shape[1]):
-            token = input_ids[:, column]
-            final_on = tables["final_on"][token]
-            self.state = (self.state & ~tables["touched"][token]) | final_on
-            self.struck = torch.where(
-                final_on, self.now[:, None], self.struck
-            )  # a token's notes start together
-            self.now += tables["shift"][token]
-            quiet = ~self.state.any(dim=1)  # its TIME_SHIFT (the last event) passes in silence
-            self.silent = (
-                torch.where(tables["strikes"][token], 0, self.silent) + tables["shift"][token] * quiet
-            )
-            self._count_run(token)
+        if self.sounding is None:
+            self._start(input_ids, scores)
+        if input_ids.shape[1] > self.seen:
+            on_cpu = input_ids.device.type == "cpu"  # then no torch op: a numpy view of its new columns
+            new = input_ids.numpy()[:, self.seen :] if on_cpu else input_ids[:, self.seen :].cpu().numpy()
+            self._follow(new)
         self.seen = input_ids.shape[1]
-        sounding = self.state[:, :NUM_PITCHES]
-        strike_blocked = sounding
-        if self.max_polyphony is not None:
-            strike_blocked = sounding | (sounding.sum(dim=1, keepdim=True) >= self.max_polyphony)
+        held = np.where(self.sounding, self.now[:, None] - self.struck, 0)  # steps each note has sounded
+        longest = held.max(axis=1)
+        oldest = longest.max()
+        self._forbid_now(longest)
+        forbid = self._forbid_tensor if scores.device.type == "cpu" else self._forbid_tensor.to(scores.device)
+        both = torch.where(forbid, self._minus_inf, scores)  # (2, batch, vocab): the scores, and masked
+        out = both[1]
         # NOTE_ON and NOTE_OFF ids are one block: view them as (batch, 2 event types, 128 pitches).
-        first, last = self.tok.note_on_offset, self.tok.time_shift_offset
-        notes = scores[:, first:last].view(-1, 2, NUM_PITCHES)
-        allowed = notes.masked_fill(torch.stack((strike_blocked, ~sounding), dim=1), float("-inf"))
         # Keep the model's odds of each event type: the mass of a blocked NOTE_OFF (or NOTE_ON) goes
         # to the allowed events of the same type. A small model that means "release a key" but
         # names a silent one then still releases one, instead of holding every note longer.
-        total = torch.logsumexp(notes, dim=2, keepdim=True)
-        kept = torch.logsumexp(allowed, dim=2, keepdim=True)
-        shift = torch.where(kept > float("-inf"), total - kept, 0.0)
-        out = scores.clone()
-        out[:, first:last] = (allowed + shift).view(-1, 2 * NUM_PITCHES)
-        out[:, self.never] = float("-inf")
-        out[:, self.tok.size :] = float("-inf")  # ids of a padded vocabulary mean nothing
-        if self.soft_note is not None:
-            self._encourage_release(out, sounding)
-        self._limit_time_shifts(out, sounding)
-        if self.tok.merged:
-            first, last = self.tok.base_size, self.tok.size
-            out[:, first:last] = scores[:, first:last].masked_fill(
-                self._merged_blocked(sounding), float("-inf")
+        if both.is_contiguous():  # as torch.where makes it: the view in one op
+            notes = both.as_strided(*self._notes_view)
+        else:
+            first, last = self.tok.note_on_offset, self.tok.time_shift_offset
+            notes = both[:, :, first:last].view(2, -1, 2, NUM_PITCHES)
+        total, kept = torch.logsumexp(notes, dim=3, keepdim=True).unbind(0)  # all, and the allowed
+        allowed = notes[1]
+        allowed += torch.where(kept > self._minus_inf, total - kept, self._zero)
+        if self.soft_note is not None and oldest > self.soft_note:  # else no NOTE_OFF gains odds
+            self._encourage_release(allowed[:, 1], held)  # out's NOTE_OFFs
+        if self.max_note is not None and oldest >= self.max_note:
+            overlong = torch.from_numpy(self.sounding & (held >= self.max_note)).to(out.device)
+            self._release_overlong(
+                out, overlong, self.tok.note_off_offset, self.tok.time_shift_offset, self.tok.base_size
             )
+        if self.tok.merged:
+            merged = out[:, self.tok.base_size : self.tok.size]
+            merged.masked_fill_(self._merged_blocked(out.device), float("-inf"))
         if self.repeat_penalty or self.pitch_temperature != 1.0:
-            self._shape_strikes(out)
+            self._shape_strikes(out, allowed)
         return out
 
-    def _count_run(self, token: torch.Tensor) -> None:
-        """Follow the run of strikes of one pitch (a merged token's strikes end it: not followed inside)."""
-        pitch = token - self.tok.note_on_offset
-        is_note_on = (pitch >= 0) & (pitch < NUM_PITCHES)
-        again = is_note_on & (pitch == self.last_struck)
-        self.run = torch.where(again, self.run + 1, torch.where(is_note_on, 1, self.run))
-        ended = self.tables["strikes"][token] & ~is_note_on
-        self.last_struck = torch.where(is_note_on, pitch, torch.where(ended, -1, self.last_struck))
-        self.run = torch.where(ended, 0, self.run)
+    def _follow(self, tokens: np.ndarray) -> None:
+        """Update the state with new columns of ids (batch, columns): a token's notes start together."""
+        tables = self.tables
+        for token in tokens.T:
+            if self._touches[token].any():  # else the sounding pitches stay as they are
+                final_on = tables.final_on[token]
+                self.sounding = np.where(tables.touched[token], final_on, self.sounding)
+                self.struck = np.where(final_on, self.now[:, None], self.struck)
+                self._quiet = ~self.sounding.any(axis=1)  # its TIME_SHIFT (the last event) passes in silence
+                self._notes_changed = True
+            shift = tables.shift[token]
+            self.now = self.now + shift
+            self.silent = np.where(tables.strikes[token], 0, self.silent) + shift * self._quiet
+            code = self._run_code[token]
+            if (code != -1).any():
+                self._count_run(code)
 
-    def _encourage_release(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
+    def _count_run(self, code: np.ndarray) -> None:
+        """Follow the run of strikes of one pitch: ``code`` is the pitch a token strikes (a NOTE_ON),
+        -2 if it ends the run (a merged token's strikes: not followed inside), else -1."""
+        follows = code != -1
+        again = np.where(code == self.last_struck, self.run + 1, code >= 0)  # 1 for a new pitch, 0 at -2
+        self.run = np.where(follows, again, self.run)
+        self.last_struck = np.where(follows, np.maximum(code, -1), self.last_struck)
+        self._price_repeats()
+
+    def _price_repeats(self) -> None:
+        """The cost of striking the pitch struck last again, by pitch (float32, as torch multiplies an int64
+        tensor by a Python float; a row without a run costs 0)."""
+        if self.repeat_penalty:
+            self._cost[:] = 0
+            cost = np.float32(self.repeat_penalty) * self.run.astype(np.float32) * (self.last_struck >= 0)
+            self._cost[self._rows, np.maximum(self.last_struck, 0)] = cost
+
+    def _forbid_now(self, longest: np.ndarray) -> None:
+        """The masks that change with the state, written into their blocks of the forbidden ids: NOTE_ON of a
+        sounding pitch (any, with max_polyphony sounding), NOTE_OFF of a silent one, TIME_SHIFTs too long."""
+        forbid, sounding = self._forbid[1], self.sounding
+        on, off, shifts, velocity = (
+            self.tok.note_on_offset, self.tok.note_off_offset, self.tok.time_shift_offset, self.tok.velocity_offset,
+        )  # fmt: skip
+        if self._notes_changed:
+            if self.max_polyphony is None:
+                forbid[:, on:off] = sounding
+            else:
+                full = sounding.sum(axis=1, keepdims=True) >= self.max_polyphony
+                np.logical_or(sounding, full, out=forbid[:, on:off])
+            np.logical_not(sounding, out=forbid[:, off:shifts])
+            self._notes_changed = False
+        if self.max_silence is not None or self.max_note is not None:
+            # No TIME_SHIFT may carry a silence or a held note past its limit.
+            budget = (
+                NO_LIMIT
+                if self.max_silence is None
+                else np.where(self._quiet, self.max_silence - self.silent, NO_LIMIT)
+            )
+            if self.max_note is not None:
+                budget = np.minimum(budget, self.max_note - longest)
+            np.greater(self._shift_steps, budget[:, None], out=forbid[:, shifts:velocity])
+
+    def _encourage_release(self, offs: torch.Tensor, held: np.ndarray) -> None:
         """Past soft_note steps, a held note's NOTE_OFF gains RELEASE_NATS_PER_SECOND of log-odds per second.
 
         A small model forgets the notes it struck long ago (2.3% of the default model's notes ran into
         the 8 s cap at temperature 1.0, against 0.10% of MAESTRO's): its odds of releasing one rise with
         the note's age, so notes end on their own before the hard limit ends them all at once.
         """
-        held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)
-        overdue = (held - self.soft_note).clamp(min=0).to(out.dtype) * (
-            RELEASE_NATS_PER_SECOND * self.tok.time_step
-        )
-        out[:, self.tok.note_off_offset : self.tok.time_shift_offset] += overdue
+        overdue = np.maximum(held - self.soft_note, 0)
+        rate = RELEASE_NATS_PER_SECOND * self.tok.time_step
+        if offs.dtype == torch.float32:  # the same float32 product as torch's (a tensor times a scalar)
+            gain = torch.from_numpy(overdue.astype(np.float32) * np.float32(rate))
+            offs += gain if offs.device.type == "cpu" else gain.to(offs.device)
+        else:
+            offs += torch.from_numpy(overdue).to(offs.device).to(offs.dtype) * rate
 
-    def _shape_strikes(self, out: torch.Tensor) -> None:
+    def _shape_strikes(self, out: torch.Tensor, notes: torch.Tensor) -> None:
         """Which pitch a NOTE_ON strikes: the repeat penalty, then the pitch temperature; the NOTE_ONs keep
         their total probability, so when notes start, end and how loud stay as the model has them.
 
@@ -338,33 +419,20 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         just struck costs repeat_penalty nats per strike of it in a row so far (runs of 5+ strikes,
         which 1% of MAESTRO test excerpts have, came in 4 of 24 samples at temperature 1.0).
         """
-        first, last = self.tok.note_on_offset, self.tok.note_off_offset
-        strikes = out[:, first:last]
-        mass = torch.logsumexp(strikes, dim=1, keepdim=True)
-        cost = (self.repeat_penalty * self.run * (self.last_struck >= 0)).to(out.dtype)[:, None]
-        shaped = strikes - torch.zeros_like(strikes).scatter_(1, self.last_struck.clamp(min=0)[:, None], cost)
-        shaped = shaped / self.pitch_temperature
-        shaped = shaped - torch.logsumexp(shaped, dim=1, keepdim=True) + mass
-        out[:, first:last] = torch.where(torch.isfinite(mass), shaped, strikes)
+        strikes = notes[:, 0]  # out's NOTE_ONs
+        shaped = strikes
+        if self.repeat_penalty and self.run.any():  # else the cost is 0, and subtracting 0 changes nothing
+            cost = self._cost_tensor
+            if out.device.type != "cpu" or out.dtype != torch.float32:
+                cost = cost.to(out.device, out.dtype)
+            shaped = strikes - cost
+        if self.pitch_temperature != 1.0:  # a division by 1 changes nothing
+            shaped = shaped / self._divisor
+        mass, norm = torch.logsumexp(torch.stack((strikes, shaped)), dim=2, keepdim=True).unbind(0)
+        finite = mass.abs() < self._inf  # isfinite in fewer ops
+        torch.where(finite, shaped - norm + mass, strikes, out=strikes)
 
-    def _limit_time_shifts(self, out: torch.Tensor, sounding: torch.Tensor) -> None:
-        """No TIME_SHIFT may carry a silence or a held note past its limit; overlong notes are released."""
-        if self.max_silence is None and self.max_note is None:
-            return
-        budget = torch.full_like(self.now, torch.iinfo(torch.long).max)
-        if self.max_silence is not None:
-            budget = torch.where(sounding.any(dim=1), budget, self.max_silence - self.silent)
-        if self.max_note is not None:
-            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)
-            budget = torch.minimum(budget, self.max_note - held.max(dim=1).values)
-        first, last = self.tok.time_shift_offset, self.tok.velocity_offset
-        out[:, first:last] = out[:, first:last].masked_fill(
-            self.tables["shift"][first:last] > budget[:, None], float("-inf")
-        )
-        if self.max_note is not None:
-            self._release_overlong(out, sounding & (held >= self.max_note), self.tok.note_off_offset, first)
-
-    def _merged_blocked(self, sounding: torch.Tensor) -> torch.Tensor:
+    def _merged_blocked(self, device: torch.device) -> torch.Tensor:
         """(batch, merged ids) True where a merged token's events, played in order now, break a rule.
 
         A merged token is its note events and then at most one TIME_SHIFT, so each rule is a check of
@@ -373,8 +441,15 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         silence or held-note limit, and while notes are overlong only tokens that first release them.
         """
         if self.merged is None:
-            self.merged = _merged_tables(self.tables, self.tok.base_size, self.tok.size)
+            tables = {
+                name: torch.from_numpy(table).to(device) for name, table in self.tables._asdict().items()
+            }
+            self.merged = _merged_tables(tables, self.tok.base_size, self.tok.size)
         merged = self.merged
+        sounding, silent, now, struck = (
+            torch.from_numpy(state).to(device)
+            for state in (self.sounding, self.silent, self.now, self.struck)
+        )
         # Only the few sounding pitches matter (a token needing a pitch silent clashes only with a
         # sounding one; one needing it sounding, unless it sounds): products over those columns.
         playing = sounding.any(dim=0).nonzero()[:, 0]
@@ -392,10 +467,10 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         quiet_after = (still_on + merged["sounding_after"]) == 0
         shift = merged["shift"]
         if self.max_silence is not None:
-            silent_before = torch.where(merged["strikes"], 0, self.silent[:, None])
+            silent_before = torch.where(merged["strikes"], 0, silent[:, None])
             blocked |= quiet_after & (silent_before + shift > self.max_silence)
         if self.max_note is not None and len(playing):
-            held = (self.now[:, None] - self.struck).masked_fill(~sounding, 0)[:, playing]
+            held = (now[:, None] - struck).masked_fill(~sounding, 0)[:, playing]
             untouched = 1 - merged["touched"][playing].long()  # (playing, merged)
             # the longest-held note that still sounds when the token's TIME_SHIFT starts
             held_after = (held[:, :, None] * untouched[None]).amax(dim=1)
@@ -406,16 +481,17 @@ class PerformanceGrammarLogitsProcessor(LogitsProcessor):
         return blocked
 
     @staticmethod
-    def _release_overlong(out: torch.Tensor, overlong: torch.Tensor, first: int, last: int) -> None:
-        """Rows holding notes for max_note steps may only release them (in the model's odds)."""
+    def _release_overlong(
+        out: torch.Tensor, overlong: torch.Tensor, first: int, last: int, base: int
+    ) -> None:
+        """Rows holding notes for max_note steps may only release them (in the model's odds), or play a
+        merged token that first releases them (`_merged_blocked`: the ids from ``base`` on)."""
         rows = overlong.any(dim=1)
-        if not rows.any():
-            return
         offs = out[rows, first:last].masked_fill(~overlong[rows], float("-inf"))
         # A row whose model gives every overlong NOTE_OFF zero probability releases them evenly.
         evenly = torch.zeros_like(offs).masked_fill(~overlong[rows], float("-inf"))
         offs = torch.where(torch.isinf(offs).all(dim=1, keepdim=True), evenly, offs)
-        out[rows] = float("-inf")
+        out[rows, :base] = float("-inf")
         out[rows, first:last] = offs
 
 
