@@ -6,11 +6,11 @@ book's loop (a full forward pass per token, no cache), CPU.
 
 Rows: per model (the embedded default model and a randomly initialised tiny preset: speed does not
 depend on the weights) and backend, batch 1 and batch N (N pieces at once, as the CLI's --samples),
-from silence with the grammar on (what users get); then the default model's wall time for 20 s and
-120 s of music (max_seconds, batch 1; past the context every backend re-primes, see
-hf_music.decoding.reprime_length). tokens/s counts the new tokens of all rows, best of --repeats
+from silence with the grammar on (what users get); then the default model's mean wall time for 20 s and
+120 s of music over --music_seeds pieces (max_seconds, batch 1; past the context every backend
+re-primes, see hf_music.decoding.reprime_length). tokens/s counts the new tokens of all rows, best of --repeats
 runs (the machine may be shared); the book loop (slow: it grows with the square of the length)
-and the music rows run once.
+and each music piece run once.
 """
 
 from __future__ import annotations
@@ -73,16 +73,23 @@ def speed_rows(name, model, tokenizer, args):
 
 
 def music_rows(model, tokenizer, args):
-    """(seconds asked, backend, events, seconds of music, wall s) for the default model at batch 1."""
+    """(seconds asked, backend, events, seconds of music, wall s, events/s) for the default model at
+    batch 1, means over --music_seeds pieces: backends that sample other ids (onnx-int8) make other
+    pieces, and a piece's density (events per second of music) sets its cost."""
     rows = []
     for seconds in args.seconds:
         for backend in BACKENDS:
-            (row,), wall = timed(
-                generate_ids, model, tokenizer, max_seconds=seconds, max_new_tokens=int(80 * seconds) + 64,
-                seed=args.seed, backend=backend,
-            )  # fmt: skip
-            music = float(time_steps(torch.tensor(row), tokenizer)) * tokenizer.time_step
-            rows.append((seconds, backend, len(row) - 1, music, wall))
+            events = music = wall = 0.0
+            for seed in range(args.seed, args.seed + args.music_seeds):
+                (row,), took = timed(
+                    generate_ids, model, tokenizer, max_seconds=seconds, max_new_tokens=int(100 * seconds) + 64,
+                    seed=seed, backend=backend,
+                )  # fmt: skip
+                events += len(row) - 1
+                music += float(time_steps(torch.tensor(row), tokenizer)) * tokenizer.time_step
+                wall += took
+            count = args.music_seeds
+            rows.append((seconds, backend, events / count, music / count, wall / count, events / wall))
     return rows
 
 
@@ -95,6 +102,7 @@ def main(argv=None):
     )
     parser.add_argument("--seconds", nargs="*", type=float, default=[20.0, 120.0], help="none: skip")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--music_seeds", type=int, default=3, help="pieces per music row (seeds from --seed)")
     parser.add_argument("--repeats", type=int, default=3, help="tokens/s rows: best of this many runs")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -115,9 +123,15 @@ def main(argv=None):
                 flush=True,
             )
     if args.seconds:
-        print("\n| music asked | backend | events | seconds of music | wall s |\n|---:|---|---:|---:|---:|")
-        for seconds, backend, events, music, wall in music_rows(default_model, tokenizer, args):
-            print(f"| {seconds:g} s | {backend} | {events} | {music:.1f} | {wall:.2f} |", flush=True)
+        print(
+            f"\n| music asked | backend | events (mean of {args.music_seeds}) | seconds of music | wall s | events/s |"
+        )
+        print("|---:|---|---:|---:|---:|---:|")
+        for seconds, backend, events, music, wall, rate in music_rows(default_model, tokenizer, args):
+            print(
+                f"| {seconds:g} s | {backend} | {events:,.0f} | {music:.1f} | {wall:.2f} | {rate:,.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

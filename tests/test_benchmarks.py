@@ -150,25 +150,21 @@ def test_vocabulary_comparison_scores_and_samples_each_checkpoint(tmp_path):
 def test_decoder_benchmark_prints_speed_and_music_rows():
     out = run_benchmark(
         "benchmark_decoder.py", "--tokens", "16", "--batch", "2", "--book_tokens", "8", "--seconds", "1",
-        "--threads", "1", "--repeats", "1",
+        "--threads", "1", "--repeats", "1", "--music_seeds", "2",
     )  # fmt: skip
     rows = table_rows(out)
-    speed, music = rows[:10], rows[10:]
-    expected = [
-        ["book loop", "1"],
-        ["lean", "1"],
-        ["lean", "2"],
-        ["transformers", "1"],
-        ["transformers", "2"],
-    ]
+    backends = ("lean", "onnx", "onnx-int8", "transformers")
+    speed, music = rows[:18], rows[18:]
+    expected = [["book loop", "1"]] + [[backend, batch] for backend in backends for batch in ("1", "2")]
     assert [row[:3] for row in speed] == [
         [model, *cells] for model in ("default", "tiny") for cells in expected
     ]
     assert all(row[3] == "8" for row in speed if row[1] == "book loop")
     assert all(row[3] == str(16 * int(row[2])) for row in speed if row[1] != "book loop")
     assert all(re.fullmatch(NUMBER, cell) for row in speed for cell in row[4:])
-    assert [row[:2] for row in music] == [["1 s", "lean"], ["1 s", "transformers"]]
-    assert music[0][2:4] == music[1][2:4]  # the same piece from both backends
+    assert [row[:2] for row in music] == [["1 s", backend] for backend in backends]
+    by_backend = {row[1]: row for row in music}
+    assert by_backend["lean"][2:4] == by_backend["transformers"][2:4]  # the same pieces from both
     assert all(re.fullmatch(NUMBER, cell) for row in music for cell in row[2:])
 
 
