@@ -201,8 +201,14 @@ def graph_session(model, weights: str = "float32", last_only: bool = True, threa
     One thread by default: a step's products are too small to share at batch 1, and onnxruntime's
     spinning threads ran a step 2-5x slower as soon as another process used a core of this 2-core
     machine (PyTorch's lean step degrades far less)."""
-    import onnxruntime
-
+    try:
+        import onnx  # noqa: F401  (decoding_graph writes the graph with it)
+        import onnxruntime
+    except ModuleNotFoundError as error:  # the name stays, so the CLI names the extra too
+        raise ModuleNotFoundError(
+            f"the onnx backends need the onnx extra ({error.name} is not installed): pip install 'hf_music[onnx]'",
+            name=error.name,
+        ) from None
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if not supports_onnx_decoding(model):

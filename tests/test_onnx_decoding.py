@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -136,3 +137,10 @@ def test_cli_writes_pieces_with_the_onnx_int8_backend(tmp_path, tokenizer):
     notes = [tokenizer.midi_to_notes(str(path)) for path in written]
     assert [path.name for path in written] == ["piece_1.mid", "piece_2.mid"]
     assert all(len(n.onset) > 0 and 1.5 < float(n.offset.max()) <= 3.1 for n in notes)
+
+
+def test_without_the_onnx_extra_the_backend_names_it(short_model, tokenizer, monkeypatch):
+    model = MusicTransformerForCausalLM(short_model.config).eval()  # no session built for it yet
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    with pytest.raises(ModuleNotFoundError, match=r"need the onnx extra .*pip install 'hf_music\[onnx\]'"):
+        generate_ids(model, tokenizer, max_new_tokens=4, backend="onnx-int8")
