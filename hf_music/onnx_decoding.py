@@ -1,5 +1,6 @@
 """The lean decoder's step on onnxruntime: the model as one ONNX graph whose key/value cache is
-updated in place, for the fastest CPU sampling (``backend="onnxruntime"``; the ``onnx`` extra).
+updated in place, for the fastest CPU sampling (``backend="onnx"`` and ``"onnx-int8"`` of
+`hf_music.generate_ids`; the ``onnx`` extra).
 
 Why: at batch 1 a step of the default model is ~60 small tensor operations, and PyTorch's dispatch
 of each (a few microseconds) cost as much as the arithmetic. onnxruntime runs the same graph from
@@ -10,7 +11,7 @@ preallocated cache bound as both input and output, so a step moves no cache.
 The graph is written here node by node from the model's own parameters (GPT-2's block: layer norm,
 fused QKV projection, attention, projection, layer norm, tanh-GELU MLP, residuals), not exported
 by tracing: the traced export cannot express an in-place cache. It computes what `DecoderStep`
-computes, in float32, to rounding (about 1e-6 in the logits, tested): the same distribution, but
+computes, in float32, to rounding (within 1e-4 in the logits, tested): the same distribution, but
 not always the same ids for a seed as ``model.generate``; ``backend="lean"`` gives those.
 """
 
@@ -170,7 +171,7 @@ WEIGHTS = ("float32", "int8")
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {weights: (versions, step)}
 
 
-def _quantized(graph, bits: int = 8):
+def _quantized(graph):
     """The graph with every MatMul by a weight in onnxruntime's MatMulNBits: int8 weights in blocks of
     32 with a float scale each, int8 activations (accuracy level 4, the fast VNNI kernels; levels 0-3
     ran 40x slower here). On 40 blocks of MAESTRO test the embedded model's NLL rose by 0.0079 nats/event
@@ -183,7 +184,7 @@ def _quantized(graph, bits: int = 8):
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     root.handlers[:], root.level = handlers, level
-    quantizer = MatMulNBitsQuantizer(graph, bits=bits, block_size=32, is_symmetric=True, accuracy_level=4)
+    quantizer = MatMulNBitsQuantizer(graph, bits=8, block_size=32, is_symmetric=True, accuracy_level=4)
     quantizer_logger = logging.getLogger(MatMulNBitsQuantizer.__module__)
     quantizer_level = quantizer_logger.level
     quantizer_logger.setLevel(logging.WARNING)  # one INFO line per matrix otherwise

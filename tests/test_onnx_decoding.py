@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 
@@ -48,11 +49,16 @@ def stepped_logits(step, ids: torch.Tensor, spans) -> torch.Tensor:
 SPANS = [(0, 30), (30, 35)] + [(i, i + 1) for i in range(35, 64)]  # a prefill, a chunk, then steps
 
 
-def test_float32_step_equals_the_lean_step_to_rounding(short_model, excerpts):
+@pytest.mark.parametrize("activation", ["gelu_pytorch_tanh", "gelu"])
+def test_float32_step_equals_the_lean_step_to_rounding(short_model, excerpts, activation):
     ids = excerpts[:, :64]
-    want = stepped_logits(DecoderStep(short_model), ids, SPANS)
-    got = stepped_logits(OnnxDecoderStep(short_model), ids, SPANS)
-    assert got.shape == want.shape == (2, len(SPANS), short_model.config.vocab_size)
+    config = copy.deepcopy(short_model.config)
+    config.activation_function = activation  # GPT-2's tanh GELU (the default), or the exact one
+    model = MusicTransformerForCausalLM(config).eval()
+    model.load_state_dict(short_model.state_dict())
+    want = stepped_logits(DecoderStep(model), ids, SPANS)
+    got = stepped_logits(OnnxDecoderStep(model), ids, SPANS)
+    assert got.shape == want.shape == (2, len(SPANS), model.config.vocab_size)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
