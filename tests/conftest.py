@@ -76,6 +76,34 @@ LOAD_WITHOUT_HF_MUSIC = textwrap.dedent(
 )
 
 
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded default model (3.8M parameters, context 2,048)."""
+    from hf_music import load_default_model
+
+    return load_default_model()[0]
+
+
+@pytest.fixture(scope="session")
+def short_model():
+    """A 64-position model: pieces of a few hundred tokens re-prime several times."""
+    import torch
+
+    from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM
+
+    torch.manual_seed(0)
+    config = MusicTransformerConfig.from_preset("tiny", n_positions=64, initializer_range=0.2)
+    return MusicTransformerForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def excerpts(maestro_files, tokenizer):
+    """Two real 160-event excerpts of MAESTRO pieces, <bos> first."""
+    import torch
+
+    return torch.tensor([tokenizer.encode_midi(str(path))[:160] for path in maestro_files[:2]])
+
+
 def run_without_hf_music(folder, out_file):
     """Load a checkpoint folder in a fresh process that cannot import hf_music; returns stdout."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}

@@ -11,29 +11,9 @@ from hf_music import (
     MusicTransformerConfig,
     MusicTransformerForCausalLM,
     generate_ids,
-    load_default_model,
 )
 from hf_music.decoding import ONNX_INPUTS, ONNX_OUTPUTS, DecoderStep, export_onnx, reprime_length
 from hf_music.generation import grammar_violations
-
-
-@pytest.fixture(scope="module")
-def default_model():
-    return load_default_model()[0]
-
-
-@pytest.fixture(scope="module")
-def short_model():
-    """A 64-position model: pieces of a few hundred tokens re-prime several times."""
-    torch.manual_seed(0)
-    config = MusicTransformerConfig.from_preset("tiny", n_positions=64, initializer_range=0.2)
-    return MusicTransformerForCausalLM(config).eval()
-
-
-@pytest.fixture(scope="module")
-def excerpts(maestro_files, tokenizer):
-    """Two real 160-event excerpts of MAESTRO pieces, <bos> first."""
-    return torch.tensor([tokenizer.encode_midi(str(path))[:160] for path in maestro_files[:2]])
 
 
 def reference_logits(model, ids: torch.Tensor, prefill: int) -> torch.Tensor:

@@ -10,31 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from hf_music import MusicTransformerConfig, MusicTransformerForCausalLM, generate_ids, load_default_model
+from hf_music import MusicTransformerForCausalLM, generate_ids
 from hf_music.decoding import DecoderStep
 from hf_music.generation import grammar_violations
 from hf_music.onnx_decoding import OnnxDecoderStep, onnx_step, supports_onnx_decoding
 
 pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
-
-
-@pytest.fixture(scope="module")
-def default_model():
-    return load_default_model()[0]
-
-
-@pytest.fixture(scope="module")
-def short_model():
-    """A 64-position model: pieces of a few hundred tokens re-prime several times."""
-    torch.manual_seed(0)
-    config = MusicTransformerConfig.from_preset("tiny", n_positions=64, initializer_range=0.2)
-    return MusicTransformerForCausalLM(config).eval()
-
-
-@pytest.fixture(scope="module")
-def excerpts(maestro_files, tokenizer):
-    """Two real 400-event excerpts of MAESTRO pieces, <bos> first."""
-    return torch.tensor([tokenizer.encode_midi(str(path))[:400] for path in maestro_files[:2]])
 
 
 def stepped_logits(step, ids: torch.Tensor, spans) -> torch.Tensor:
