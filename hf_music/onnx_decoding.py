@@ -311,7 +311,10 @@ class OnnxCache:
 def onnx_step(model, weights: str = "float32") -> OnnxDecoderStep:
     """The model's `OnnxDecoderStep` for these weights (one thread), built once (about 0.1 s) and
     kept until the model's parameters change (torch counts in-place writes: training, loading)."""
-    versions = tuple(p._version for p in model.parameters())
+    try:
+        versions = tuple(p._version for p in model.parameters())
+    except RuntimeError:  # made under torch.inference_mode: no version counter, nor in-place training
+        versions = None
     steps = _STEPS.setdefault(model, {})  # not on the model: copying it would copy the session
     if weights not in steps or steps[weights][0] != versions:
         steps[weights] = (versions, OnnxDecoderStep(model, weights))

@@ -91,6 +91,12 @@ def test_one_step_per_model_until_its_parameters_change(short_model):
     assert onnx_step(model) is not first
 
 
+def test_a_model_made_in_inference_mode_gets_its_step_too(short_model):
+    with torch.inference_mode():  # its parameters keep no version counter
+        model = MusicTransformerForCausalLM(short_model.config).eval()
+    assert onnx_step(model) is onnx_step(model)
+
+
 def test_onnx_backends_keep_the_grammar_length_and_seed(short_model, tokenizer):
     """Past the 64-position context (several re-primes), batched, seeded."""
     for backend in ("onnx", "onnx-int8"):
