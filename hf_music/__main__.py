@@ -1,6 +1,8 @@
 """`python -m hf_music`: the generate command (hf_music/commands/generate.py), as `hf-music generate`."""
 
-from hf_music.commands.generate import main
+import sys
+
+from hf_music.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("generate"))

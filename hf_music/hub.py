@@ -339,7 +339,8 @@ def stage_space(space_dir: str | os.PathLike, out_dir: str | os.PathLike, model_
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
-    junk = shutil.ignore_patterns("__pycache__", "*.pyc", ".gradio", "flagged")
+    # node_modules: the browser page's npm packages for its tests (148 MB), not part of the Space
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", ".gradio", "flagged", "node_modules")
     shutil.copytree(space, out, ignore=junk)
     shutil.copytree(Path(__file__).resolve().parent, out / "hf_music", ignore=junk)
     card = SpaceCard.load(out / "README.md")

@@ -6,7 +6,9 @@
 See `python scripts/generate.py --help` for every option.
 """
 
-from hf_music.commands.generate import main
+import sys
+
+from hf_music.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("generate"))

@@ -5,7 +5,7 @@ See `python scripts/push_to_hub.py --help` for every option.
 
 import sys
 
-from hf_music.commands.push import main
+from hf_music.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("push"))

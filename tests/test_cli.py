@@ -175,6 +175,15 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert script.returncode == 1 and "pip install -e '.[train]'" in script.stderr
+    # python -m hf_music (and scripts/generate.py) go through the same dispatch: the onnx backends
+    module = subprocess.run(
+        [sys.executable, "-c", "import sys, runpy; sys.modules['onnxruntime'] = None; "
+         "runpy.run_module('hf_music', run_name='__main__')", "--backend", "onnx-int8", "--no_wav",
+         "--seconds", "1", "--out", str(tmp_path / "piece.mid")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert module.returncode == 1 and "Traceback" not in module.stderr, module.stderr[-2000:]
+    assert "hf-music generate: needs the onnx extra (onnxruntime is not installed)" in module.stderr
 
 
 @pytest.mark.slow

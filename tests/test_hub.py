@@ -277,3 +277,20 @@ def test_weights_that_do_not_fill_the_config_are_not_published(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"push_to_hub: {folder}/model.safetensors is not a readable safetensors file")
+
+
+def test_a_staged_space_leaves_out_npm_packages_and_caches(tmp_path):
+    from hf_music.hub import stage_space
+
+    space = tmp_path / "space"
+    (space / "browser" / "node_modules" / "onnxruntime-web").mkdir(parents=True)
+    (space / "browser" / "node_modules" / "onnxruntime-web" / "ort.wasm").write_bytes(b"\0" * 64)
+    (space / "browser" / "index.html").write_text("<html></html>")
+    (space / "__pycache__").mkdir()
+    (space / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
+    (space / "app.py").write_text("print('app')\n")
+    (space / "README.md").write_text("---\ntitle: demo\nsdk: gradio\n---\n# demo\n")
+    out = stage_space(space, tmp_path / "staged", "someone/music-transformer")
+    staged = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()}
+    assert {"app.py", "README.md", "browser/index.html", "hf_music/__init__.py"} <= staged
+    assert not any("node_modules" in name or "__pycache__" in name for name in staged)
